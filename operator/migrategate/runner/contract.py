@@ -1,0 +1,156 @@
+"""The runner's contract with the operator: commands, options, exit codes, result keys.
+
+This is the one place both sides read. The runner's CLI builds its parser from
+OPTIONS; the controller's Job builder builds container args and env from the
+same table, so the flags a Job passes and the flags the CLI accepts cannot
+drift apart. Stdlib only, Python >= 3.9: it ships inside application images.
+"""
+
+import enum
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+COMMANDS: Tuple[str, ...] = ("migrate", "wait", "check", "url")
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes; the operator classifies a finished pod by these."""
+
+    OK = 0  # done, or nothing to do
+    PENDING = 1  # `check` only: an upgrade is pending
+    BAD_INPUT = 2  # URL, config, unknown target, multiple heads, database ahead with --if-ahead fail
+    TRANSIENT = 3  # database unreachable, lock wait timed out, `wait` timed out
+    MIGRATION_FAILED = 4  # a revision raised; Postgres rolled its transaction back
+    VERIFY_FAILED = 5  # after upgrade the heads are not the target
+
+
+# Exit codes the operator retries with backoff; every other non-zero code is permanent.
+TRANSIENT_EXIT_CODES = frozenset({ExitCode.TRANSIENT})
+
+
+class ErrorClass(str, enum.Enum):
+    """The `errorClass` value of a result; one per non-zero exit code."""
+
+    BAD_INPUT = "BadInput"
+    TRANSIENT = "Transient"
+    MIGRATION_FAILED = "MigrationFailed"
+    VERIFY_FAILED = "VerificationFailed"
+
+
+class Outcome(str, enum.Enum):
+    """The `outcome` value of a result."""
+
+    SUCCEEDED = "Succeeded"  # revisions were applied
+    UP_TO_DATE = "UpToDate"  # nothing to do (fast path, or another runner got there first)
+    FAILED = "Failed"
+
+
+class IfAhead(str, enum.Enum):
+    """What to do when the database holds a revision the image's scripts do not know."""
+
+    SUCCEED = "succeed"
+    FAIL = "fail"
+
+
+class Driver(str, enum.Enum):
+    """Which DBAPI driver the runner uses for the sync URL."""
+
+    AUTO = "auto"
+    PSYCOPG = "psycopg"
+    PSYCOPG2 = "psycopg2"
+    ASYNCPG = "asyncpg"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One CLI option, settable by flag or environment variable (the flag wins)."""
+
+    flag: str
+    env: str
+    default: Optional[str]
+    help: str
+    dest: str = ""
+    choices: Optional[Tuple[str, ...]] = None
+
+    @property
+    def name(self) -> str:
+        """The attribute name argparse gives the option."""
+        return self.dest or self.flag.lstrip("-").replace("-", "_")
+
+
+OPTIONS: Tuple[Option, ...] = (
+    Option("--config", "MIGRATEGATE_CONFIG", "alembic.ini", "Path to alembic.ini."),
+    Option("--section", "MIGRATEGATE_SECTION", "alembic", "Section of alembic.ini to use."),
+    Option("--target", "MIGRATEGATE_TARGET", "head", "Revision to upgrade to."),
+    Option(
+        "--database-url-env",
+        "MIGRATEGATE_DATABASE_URL_ENV",
+        "DATABASE_URL",
+        "Environment variable that holds the async database URL.",
+    ),
+    Option(
+        "--driver",
+        "MIGRATEGATE_DRIVER",
+        Driver.AUTO.value,
+        "Sync driver for Alembic.",
+        choices=tuple(d.value for d in Driver),
+    ),
+    Option(
+        "--lock-timeout",
+        "MIGRATEGATE_LOCK_TIMEOUT",
+        "300",
+        "Seconds to wait for the migration advisory lock.",
+    ),
+    Option(
+        "--result-file",
+        "MIGRATEGATE_RESULT_FILE",
+        None,
+        "Write the JSON result here (in a Job: /dev/termination-log).",
+    ),
+    Option(
+        "--if-ahead",
+        "MIGRATEGATE_IF_AHEAD",
+        IfAhead.SUCCEED.value,
+        "When the database is ahead of the image's scripts.",
+        choices=tuple(i.value for i in IfAhead),
+    ),
+    Option(
+        "--timeout",
+        "MIGRATEGATE_WAIT_TIMEOUT",
+        "600",
+        "`wait`: seconds to wait for the database to reach the target.",
+    ),
+)
+
+# `-x key=value` may repeat; its environment form holds one key=value per line.
+X_ARG_FLAG = "-x"
+X_ARG_ENV = "MIGRATEGATE_X_ARGS"
+
+# The environment variable the runner exports with the derived sync URL for env.py.
+SYNC_URL_ENV = "DATABASE_URL_SYNC"
+
+
+class ResultKey:
+    """Keys of the JSON object written to --result-file (the termination message)."""
+
+    OUTCOME = "outcome"
+    EXIT_CODE = "exitCode"
+    FROM_REVISIONS = "fromRevisions"
+    TO_REVISIONS = "toRevisions"
+    TARGET_REVISIONS = "targetRevisions"
+    APPLIED_REVISIONS = "appliedRevisions"
+    FAILED_REVISION = "failedRevision"
+    DURATION_SECONDS = "durationSeconds"
+    ERROR_CLASS = "errorClass"
+    MESSAGE = "message"
+    WARNINGS = "warnings"
+    RUNNER_VERSION = "runnerVersion"
+
+
+# Kubernetes keeps at most 4096 bytes of a termination message; the runner stays under it.
+RESULT_MAX_BYTES = 4096
+
+# Where the migrategate image keeps the runner payload, and where an injecting
+# Job mounts it in the application container (it goes on PYTHONPATH there).
+IMAGE_PAYLOAD_DIR = "/opt/migrategate/payload"
+INJECTED_PAYLOAD_DIR = "/migrategate"
