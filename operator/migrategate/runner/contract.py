@@ -154,3 +154,12 @@ RESULT_MAX_BYTES = 4096
 # Job mounts it in the application container (it goes on PYTHONPATH there).
 IMAGE_PAYLOAD_DIR = "/opt/migrategate/payload"
 INJECTED_PAYLOAD_DIR = "/migrategate"
+
+# The injecting init container runs this in the migrategate image: it copies the
+# payload into the shared emptyDir mounted at INJECTED_PAYLOAD_DIR.
+INSTALL_COMMAND: Tuple[str, ...] = ("cp", "-R", IMAGE_PAYLOAD_DIR + "/.", INJECTED_PAYLOAD_DIR)
+
+# The application container then runs this script with its own `python`. Running
+# a file (not `-m`, not PYTHONPATH) puts the payload first on sys.path without
+# overriding a PYTHONPATH the application image may set.
+INJECTED_ENTRYPOINT = INJECTED_PAYLOAD_DIR + "/run.py"
