@@ -1,0 +1,102 @@
+-- Argo CD health check for migrategate.io/DatabaseMigration.
+-- Argo CD runs it with the live object as the global `obj` and reads the
+-- returned table's `status` and `message`. Lua 5.1 (gopher-lua): no goto,
+-- no integer division, no bitwise operators.
+-- Install it as described in argocd/README.md; this file is the only copy.
+
+local function findCondition(conditions, conditionType)
+  if type(conditions) ~= "table" then
+    return nil
+  end
+  for _, condition in ipairs(conditions) do
+    if type(condition) == "table" and condition.type == conditionType then
+      return condition
+    end
+  end
+  return nil
+end
+
+local function isTrue(condition)
+  return condition ~= nil and condition.status == "True"
+end
+
+local function textOf(condition, fallback)
+  if condition ~= nil then
+    if type(condition.message) == "string" and condition.message ~= "" then
+      return condition.message
+    end
+    if type(condition.reason) == "string" and condition.reason ~= "" then
+      return condition.reason
+    end
+  end
+  return fallback
+end
+
+local function health(object)
+  local hs = {}
+  local metadata = object.metadata or {}
+  local generation = metadata.generation
+  local status = object.status
+
+  if type(status) ~= "table" or next(status) == nil then
+    hs.status = "Progressing"
+    hs.message = "Waiting for the migrategate operator to report status"
+    return hs
+  end
+
+  -- Whether a reported observedGeneration is for the current spec. As in kstatus,
+  -- an absent one (or an absent metadata.generation) does not hold the verdict back.
+  local function isCurrent(observedGeneration)
+    return generation == nil or observedGeneration == nil or observedGeneration >= generation
+  end
+
+  if not isCurrent(status.observedGeneration) then
+    hs.status = "Progressing"
+    hs.message = "Waiting for the operator to observe generation " .. tostring(generation)
+      .. " (status is for generation " .. tostring(status.observedGeneration) .. ")"
+    return hs
+  end
+
+  local conditions = status.conditions
+  local reconciling = findCondition(conditions, "Reconciling")
+  if isTrue(reconciling) then
+    hs.status = "Progressing"
+    hs.message = textOf(reconciling, "Migration in progress")
+    return hs
+  end
+
+  local stalled = findCondition(conditions, "Stalled")
+  if isTrue(stalled) and isCurrent(stalled.observedGeneration) then
+    hs.status = "Degraded"
+    hs.message = textOf(stalled, "Migration failed")
+    return hs
+  end
+
+  local ready = findCondition(conditions, "Ready")
+  if isTrue(ready) and isCurrent(ready.observedGeneration) then
+    hs.status = "Healthy"
+    if type(status.migratedImage) == "string" and status.migratedImage ~= "" then
+      hs.message = textOf(ready, "Migrated " .. status.migratedImage)
+    else
+      hs.message = textOf(ready, "Migrated")
+    end
+    return hs
+  end
+
+  hs.status = "Progressing"
+  if isTrue(ready) then
+    hs.message = "Ready is for generation " .. tostring(ready.observedGeneration)
+      .. ", waiting for generation " .. tostring(generation)
+  elseif type(object.spec) == "table" and object.spec.suspend == true then
+    hs.message = "Suspended (spec.suspend is true): no new migration Job starts"
+  elseif ready ~= nil then
+    hs.message = textOf(ready, "Waiting for Ready")
+  elseif type(status.message) == "string" and status.message ~= "" then
+    hs.message = status.message
+  else
+    hs.message = "Waiting for the Ready condition"
+  end
+  return hs
+end
+
+return health(obj)
