@@ -304,3 +304,10 @@ def test_run_py_from_the_installed_copy_derives_the_url(injected: Path, tmp_path
     assert "asyncpg" not in result.stdout.split("://")[0] or "psycopg" in result.stdout
     origin = _origin_of_cli(injected / "run.py", elsewhere)
     assert Path(origin) == injected / "migrategate/runner/cli.py"
+
+
+def test_image_readme_shows_the_contracts_commands() -> None:
+    readme = (REPO_ROOT / "image" / "README.md").read_text()
+    assert " ".join(contract.INSTALL_COMMAND) in readme
+    assert f"python {contract.INJECTED_ENTRYPOINT} migrate" in readme
+    assert f"`{contract.IMAGE_PAYLOAD_DIR}`" in readme
