@@ -1,0 +1,43 @@
+"""Names shared by the CRD, the operator and the gate: group, version, labels, annotations."""
+
+GROUP = "migrategate.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "DatabaseMigration"
+LIST_KIND = "DatabaseMigrationList"
+PLURAL = "databasemigrations"
+SINGULAR = "databasemigration"
+SHORT_NAMES = ("dbm",)
+CATEGORIES = ("migrategate",)
+CRD_NAME = f"{PLURAL}.{GROUP}"
+
+# Labels the operator puts on every Job and pod it creates.
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "migrategate"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+COMPONENT_MIGRATION = "migration"
+LABEL_MIGRATION = f"{GROUP}/migration"  # the DatabaseMigration's name
+LABEL_CONTENT_HASH = f"{GROUP}/content-hash"  # hash of what the Job runs
+LABEL_ATTEMPT = f"{GROUP}/attempt"  # 1 for the first Job of a content, then 2, 3...
+
+# Annotations.
+ANNOTATION_RERUN = f"{GROUP}/rerun"  # any new value forces a new Job
+ANNOTATION_IMAGE = f"{GROUP}/image"  # on Jobs: the application image migrated
+# The gate: pods name their DatabaseMigration with this annotation and wait on this gate.
+ANNOTATION_MIGRATION = f"{GROUP}/migration"
+SCHEDULING_GATE = f"{GROUP}/migration"
+
+# kopf keeps its progress and diff-base under this prefix. It is a sub-domain of
+# GROUP rather than GROUP itself: kopf hides every annotation under its own
+# prefix from change detection, and the rerun annotation must stay visible.
+KOPF_PREFIX = f"kopf.{GROUP}"
+
+# Container names in the migration Job's pod.
+INIT_CONTAINER_NAME = "install-runner"
+CONTAINER_NAME = "migrate"
+RUNNER_VOLUME_NAME = "migrategate-runner"
+
+# Condition types (kstatus).
+CONDITION_READY = "Ready"
+CONDITION_RECONCILING = "Reconciling"
+CONDITION_STALLED = "Stalled"

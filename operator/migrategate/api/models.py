@@ -1,0 +1,279 @@
+"""Pydantic models of the DatabaseMigration spec and status: the single schema source.
+
+The CRD in crds/ is generated from these models (see crd.py), so descriptions
+here are what `kubectl explain dbm.spec...` prints. Field names are camelCase on
+the wire; the Python attributes are snake_case.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from migrategate.runner.contract import Driver, IfAhead
+
+# Kubernetes types the operator passes through to the pod unchanged; the API
+# server keeps their content (x-kubernetes-preserve-unknown-fields).
+_PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+K8sObject = Annotated[dict[str, Any], Field(json_schema_extra=_PRESERVE)]
+K8sList = list[Annotated[dict[str, Any], Field(json_schema_extra=_PRESERVE)]]
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",  # the API server prunes unknown fields; stay lenient on read
+        use_enum_values=True,
+    )
+
+
+class PullPolicy(enum.StrEnum):
+    ALWAYS = "Always"
+    IF_NOT_PRESENT = "IfNotPresent"
+    NEVER = "Never"
+
+
+class RunnerMode(enum.StrEnum):
+    INJECT = "inject"
+    INSTALLED = "installed"
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+class ConditionStatus(enum.StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the DatabaseMigration's namespace."""
+
+    name: str = Field(min_length=1, description="Name of the Secret.")
+    key: str = Field(min_length=1, description="Key within the Secret.")
+
+
+class DatabaseURL(_Model):
+    """Where the application's async URL (postgresql+asyncpg://...) lives."""
+
+    secret_key_ref: SecretKeyRef = Field(
+        description="The Secret key holding the async URL. Only the Job's pod reads it; "
+        "the operator never does.",
+    )
+
+
+class AlembicSpec(_Model):
+    """What the runner runs, and where, inside the application's image."""
+
+    config: str = Field(
+        "alembic.ini", min_length=1, description="Path to alembic.ini, relative to workingDir."
+    )
+    working_dir: str | None = Field(
+        None,
+        description="Working directory of the migration container. "
+        "Defaults to the image's own working directory.",
+    )
+    section: str = Field("alembic", min_length=1, description="Section of alembic.ini to use.")
+    target: str = Field(
+        "head", min_length=1, description="Revision to upgrade to: head, heads or a revision id."
+    )
+    x_args: list[Annotated[str, Field(pattern=r"^[^=]+=.*$")]] = Field(
+        default_factory=list,
+        description="Extra `-x key=value` arguments for env.py.",
+    )
+
+
+class RunnerSpec(_Model):
+    """How the runner gets into the pod and how it behaves."""
+
+    mode: RunnerMode = Field(
+        RunnerMode.INJECT,
+        description="inject: an init container copies the runner from the migrategate image "
+        "into the application's pod. installed: the application image has migrategate "
+        "installed and runs `migrategate migrate`.",
+    )
+    driver: Driver = Field(
+        Driver.AUTO,
+        description="Sync driver for Alembic. auto picks psycopg, then psycopg2, then asyncpg.",
+    )
+    lock_timeout_seconds: int = Field(
+        300, ge=1, description="Seconds to wait for the migration advisory lock."
+    )
+    if_ahead: IfAhead = Field(
+        IfAhead.SUCCEED,
+        description="When the database holds a revision the image does not know "
+        "(e.g. after a rollback): succeed with a warning, or fail.",
+    )
+
+
+class GateSpec(_Model):
+    """The rollout gate."""
+
+    deployments: list[Annotated[str, Field(pattern=DNS_LABEL, max_length=253)]] = Field(
+        default_factory=list,
+        description="Deployments in this namespace whose new pods wait for this migration.",
+    )
+
+
+class JobSpec(_Model):
+    """What goes into the migration Job and its pod."""
+
+    service_account_name: str | None = Field(
+        None, description="ServiceAccount of the migration pod. Without one, no token is mounted."
+    )
+    resources: K8sObject | None = Field(
+        None, description="Resources of the migration container (core/v1 ResourceRequirements)."
+    )
+    node_selector: dict[str, str] | None = Field(None, description="Pod nodeSelector.")
+    tolerations: K8sList | None = Field(None, description="Pod tolerations.")
+    affinity: K8sObject | None = Field(None, description="Pod affinity (core/v1 Affinity).")
+    image_pull_secrets: K8sList | None = Field(
+        None, description="Pod imagePullSecrets: [{name: ...}]."
+    )
+    security_context: K8sObject | None = Field(
+        None,
+        description="Container securityContext, merged over the restricted defaults "
+        "(runAsNonRoot, readOnlyRootFilesystem, no privilege escalation, "
+        "all capabilities dropped, RuntimeDefault seccomp).",
+    )
+    pod_security_context: K8sObject | None = Field(
+        None, description="Pod securityContext, merged over the restricted defaults."
+    )
+    env: K8sList | None = Field(
+        None, description="Extra environment of the migration container (core/v1 EnvVar)."
+    )
+    env_from: K8sList | None = Field(
+        None, description="Extra envFrom sources of the migration container."
+    )
+    labels: dict[str, str] | None = Field(None, description="Extra labels on the Job and pod.")
+    annotations: dict[str, str] | None = Field(
+        None, description="Extra annotations on the Job and pod."
+    )
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Deadline of one attempt; exceeding it counts as transient."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Let Kubernetes delete finished Jobs after this many seconds."
+    )
+
+
+class RetrySpec(_Model):
+    """Retries of transient failures (database unreachable, lock timeout, eviction, deadline)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.maxBackoffSeconds >= self.backoffSeconds",
+                    "message": "maxBackoffSeconds must be >= backoffSeconds",
+                }
+            ]
+        }
+    )
+
+    limit: int = Field(3, ge=0, le=100, description="Retries after the first attempt.")
+    backoff_seconds: int = Field(10, ge=1, description="Delay before the first retry.")
+    max_backoff_seconds: int = Field(300, ge=1, description="Cap of the doubling delay.")
+
+    @model_validator(mode="after")
+    def _cap_not_below_base(self) -> RetrySpec:
+        if self.max_backoff_seconds < self.backoff_seconds:
+            raise ValueError("maxBackoffSeconds must be >= backoffSeconds")
+        return self
+
+
+class DatabaseMigrationSpec(_Model):
+    """Desired state: migrate the database of `databaseURL` to the revisions in `image`."""
+
+    image: str = Field(
+        min_length=1,
+        pattern=r"^\S+$",
+        description="The application's image, which holds alembic.ini and the revision scripts.",
+    )
+    image_pull_policy: PullPolicy | None = Field(
+        None, description="Pull policy of the application image, as on a container."
+    )
+    database_url: DatabaseURL = Field(alias="databaseURL", description=DatabaseURL.__doc__)
+    alembic: AlembicSpec = Field(default_factory=AlembicSpec, description=AlembicSpec.__doc__)
+    runner: RunnerSpec = Field(default_factory=RunnerSpec, description=RunnerSpec.__doc__)
+    gate: GateSpec = Field(default_factory=GateSpec, description=GateSpec.__doc__)
+    job: JobSpec = Field(default_factory=JobSpec, description=JobSpec.__doc__)
+    retry: RetrySpec = Field(default_factory=RetrySpec, description=RetrySpec.__doc__)
+    history_limit: int = Field(
+        3, ge=0, le=100, description="Finished Jobs to keep; older ones are deleted."
+    )
+    suspend: bool = Field(False, description="Hold new Jobs. A running Job is left to finish.")
+
+
+class Condition(_Model):
+    """A kstatus condition."""
+
+    type: str = Field(description="Ready, Reconciling or Stalled.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field("", description="CamelCase reason of the last transition.")
+    message: str = Field("", description="Human-readable detail.")
+    last_transition_time: str | None = Field(
+        None, description="When the status last changed (RFC 3339)."
+    )
+    observed_generation: int | None = Field(
+        None, description="metadata.generation this condition was computed for."
+    )
+
+
+class DatabaseMigrationStatus(_Model):
+    """Observed state, written by the operator (kstatus-compatible)."""
+
+    observed_generation: int | None = Field(
+        None, description="metadata.generation the status describes."
+    )
+    phase: Phase | None = Field(None, description="Pending, Running, Succeeded or Failed.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Reconciling and Stalled.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    job_name: str | None = Field(None, description="The Job of the current or last attempt.")
+    content_hash: str | None = Field(
+        None, description="Hash of the spec content the status describes (part of Job names)."
+    )
+    attempts: int | None = Field(None, description="Attempts made for the current content.")
+    next_attempt_at: str | None = Field(
+        None, description="When the next retry of a transient failure starts."
+    )
+    image: str | None = Field(None, description="The image of the current or last attempt.")
+    migrated_image: str | None = Field(
+        None, description="The last image whose migration succeeded. The gate releases its pods."
+    )
+    current_revision: list[str] | None = Field(
+        None, description="Heads of the database after the last attempt."
+    )
+    target_revision: list[str] | None = Field(None, description="Heads the image targets.")
+    applied_revisions: list[str] | None = Field(
+        None, description="Revisions the last attempt applied, in order."
+    )
+    warnings: list[str] | None = Field(None, description="Warnings of the last attempt.")
+    started_at: str | None = Field(None, description="Start of the current or last attempt.")
+    finished_at: str | None = Field(None, description="End of the last attempt.")
+    duration_seconds: float | None = Field(None, description="Runner duration of the last attempt.")
+    message: str | None = Field(None, description="Last outcome, masked and truncated.")
+
+
+class DatabaseMigration(_Model):
+    """Runs Alembic migrations of an application image once, and gates its new pods."""
+
+    spec: DatabaseMigrationSpec
+    status: DatabaseMigrationStatus = Field(default_factory=DatabaseMigrationStatus)

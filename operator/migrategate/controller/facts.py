@@ -1,0 +1,136 @@
+"""Facts about child Jobs and pods, pulled out of their API dicts (camelCase, as the API sends)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from migrategate.api import constants as c
+
+
+@dataclass(frozen=True)
+class ContainerFacts:
+    """The state of one container: waiting, running or terminated."""
+
+    waiting_reason: str | None = None
+    waiting_message: str | None = None
+    exit_code: int | None = None
+    terminated_reason: str | None = None
+    terminated_message: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @property
+    def terminated(self) -> bool:
+        return self.exit_code is not None
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    name: str
+    job_name: str
+    created: str
+    phase: str | None
+    reason: str | None  # e.g. Evicted
+    message: str | None
+    init: ContainerFacts | None
+    main: ContainerFacts | None
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    name: str
+    uid: str
+    created: str
+    content_hash: str
+    attempt: int
+    active: bool  # neither Complete nor Failed yet
+    succeeded: bool
+    failure_reason: str | None  # the Failed condition's reason, e.g. DeadlineExceeded
+    failure_message: str | None
+    start_time: str | None
+    finish_time: str | None
+    deleting: bool
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == kind and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def job_facts(job: Mapping[str, Any]) -> JobFacts:
+    meta = job.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    status = job.get("status") or {}
+    complete = _condition(status, "Complete")
+    failed = _condition(status, "Failed")
+    try:
+        attempt = int(labels.get(c.LABEL_ATTEMPT, "1"))
+    except ValueError:
+        attempt = 1
+    finish = status.get("completionTime") or (failed or complete or {}).get("lastTransitionTime")
+    return JobFacts(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        created=meta.get("creationTimestamp") or "",
+        content_hash=labels.get(c.LABEL_CONTENT_HASH, ""),
+        attempt=attempt,
+        active=complete is None and failed is None,
+        succeeded=complete is not None,
+        failure_reason=(failed or {}).get("reason"),
+        failure_message=(failed or {}).get("message"),
+        start_time=status.get("startTime"),
+        finish_time=finish,
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def _container(statuses: list[Mapping[str, Any]] | None, name: str) -> ContainerFacts | None:
+    for st in statuses or []:
+        if st.get("name") != name:
+            continue
+        state = st.get("state") or {}
+        waiting = state.get("waiting") or {}
+        term = state.get("terminated") or {}
+        running = state.get("running") or {}
+        return ContainerFacts(
+            waiting_reason=waiting.get("reason"),
+            waiting_message=waiting.get("message"),
+            exit_code=term.get("exitCode"),
+            terminated_reason=term.get("reason"),
+            terminated_message=term.get("message"),
+            started_at=term.get("startedAt") or running.get("startedAt"),
+            finished_at=term.get("finishedAt"),
+        )
+    return None
+
+
+def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    status = pod.get("status") or {}
+    return PodFacts(
+        name=meta.get("name", ""),
+        job_name=labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or "",
+        created=meta.get("creationTimestamp") or "",
+        phase=status.get("phase"),
+        reason=status.get("reason"),
+        message=status.get("message"),
+        init=_container(status.get("initContainerStatuses"), c.INIT_CONTAINER_NAME),
+        main=_container(status.get("containerStatuses"), c.CONTAINER_NAME),
+    )
+
+
+def parse_result(message: str | None) -> dict[str, Any] | None:
+    """The runner's JSON result from a termination message, or None if it is not one."""
+    if not message:
+        return None
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

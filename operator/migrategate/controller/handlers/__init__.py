@@ -1,0 +1,20 @@
+"""kopf handler registration: one module per concern, each with `register(registry)`.
+
+Handlers are adapters: they unpack kopf's arguments and call one coroutine.
+"""
+
+from __future__ import annotations
+
+import kopf
+
+from migrategate.controller.handlers import jobs, lifecycle, migrations, pods
+
+MODULES = (lifecycle, migrations, jobs, pods)
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    """A fresh registry holding every handler of the operator."""
+    registry = kopf.OperatorRegistry()
+    for module in MODULES:
+        module.register(registry)
+    return registry

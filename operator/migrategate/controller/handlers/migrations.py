@@ -1,0 +1,18 @@
+"""DatabaseMigration create, resume and change (spec, labels, the rerun annotation)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from migrategate.api import constants as c
+
+
+async def on_migration(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    await memo.reconciler.reconcile(namespace, name)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
+        decorator(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="reconcile")(on_migration)  # type: ignore[arg-type]  # kopf passes kwargs by name

@@ -1,0 +1,35 @@
+"""Pods of migration Jobs: a pod that cannot start (missing Secret, bad image) never fails
+its Job, so the operator watches for it and stalls the migration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from migrategate.api import constants as c
+from migrategate.controller.facts import pod_facts
+from migrategate.controller.outcome import PERMANENT_WAITING
+
+
+async def on_pod_event(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    migration = body.metadata.labels.get(c.LABEL_MIGRATION)
+    pod = pod_facts(body)
+    stuck = any(x and x.waiting_reason in PERMANENT_WAITING for x in (pod.init, pod.main))
+    if migration and stuck:
+        await memo.reconciler.reconcile(namespace, migration)
+
+
+def register(registry: kopf.OperatorRegistry) -> None:
+    kopf.on.event(
+        "",
+        "v1",
+        "pods",
+        labels={
+            c.LABEL_MANAGED_BY: c.MANAGED_BY,
+            c.LABEL_COMPONENT: c.COMPONENT_MIGRATION,
+            c.LABEL_MIGRATION: kopf.PRESENT,
+        },
+        registry=registry,
+        id="migration-pod",
+    )(on_pod_event)  # type: ignore[arg-type]  # kopf passes kwargs by name

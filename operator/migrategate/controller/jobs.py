@@ -1,0 +1,243 @@
+"""The Job builder: a DatabaseMigration spec in, a batch/v1 Job dict out. No I/O.
+
+Runner flags come from the contract's OPTIONS table, so the flags a Job passes
+and the flags the runner accepts cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+from migrategate.api import constants as c
+from migrategate.api.models import DatabaseMigrationSpec, RunnerMode
+from migrategate.runner import contract
+
+DATABASE_URL_ENV = "DATABASE_URL"
+RESULT_FILE = "/dev/termination-log"
+
+RESTRICTED_CONTAINER: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "readOnlyRootFilesystem": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_POD: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+# The init container only copies a few hundred kB.
+INIT_RESOURCES = {
+    "requests": {"cpu": "10m", "memory": "16Mi"},
+    "limits": {"memory": "64Mi"},
+}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The DatabaseMigration a Job belongs to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """Everything one Job depends on."""
+
+    owner: Owner
+    spec: DatabaseMigrationSpec
+    job_name: str
+    content_hash: str
+    attempt: int
+    runner_image: str
+    runner_image_pull_policy: str = "IfNotPresent"
+
+
+def selector_labels(migration: str) -> dict[str, str]:
+    """Labels that select every Job and pod of one DatabaseMigration."""
+    return {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_MIGRATION: migration}
+
+
+def runner_args(spec: DatabaseMigrationSpec) -> list[str]:
+    """`migrate` plus flags, in the order of contract.OPTIONS."""
+    values = {
+        "config": spec.alembic.config,
+        "section": spec.alembic.section,
+        "target": spec.alembic.target,
+        "database_url_env": DATABASE_URL_ENV,
+        "driver": spec.runner.driver,
+        "lock_timeout": str(spec.runner.lock_timeout_seconds),
+        "result_file": RESULT_FILE,
+        "if_ahead": spec.runner.if_ahead,
+    }
+    known = {o.name for o in contract.OPTIONS}
+    unknown = set(values) - known
+    if unknown:  # a renamed option in the contract must fail here, in unit tests
+        raise KeyError(f"not in contract.OPTIONS: {sorted(unknown)}")
+    args = ["migrate"]
+    for option in contract.OPTIONS:
+        if option.name in values:
+            args += [option.flag, str(values[option.name])]
+    for kv in spec.alembic.x_args:
+        args += [contract.X_ARG_FLAG, kv]
+    return args
+
+
+def command(spec: DatabaseMigrationSpec) -> list[str]:
+    if spec.runner.mode == RunnerMode.INSTALLED.value:
+        return ["migrategate", *runner_args(spec)]
+    return ["python", contract.INJECTED_ENTRYPOINT, *runner_args(spec)]
+
+
+def merged(defaults: dict[str, Any], user: dict[str, Any] | None) -> dict[str, Any]:
+    """Deep-merge the user's settings over the defaults (the user wins key by key)."""
+    out = copy.deepcopy(defaults)
+    for key, value in (user or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def container_env(spec: DatabaseMigrationSpec) -> list[dict[str, Any]]:
+    """Our variables where the user left them unset, then the user's own."""
+    ref = spec.database_url.secret_key_ref
+    ours: list[dict[str, Any]] = [
+        {
+            "name": DATABASE_URL_ENV,
+            "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}},
+        },
+        {"name": "PYTHONUNBUFFERED", "value": "1"},
+        # The root filesystem is read-only; do not even try to write .pyc files.
+        {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+    ]
+    user = copy.deepcopy(spec.job.env or [])
+    taken = {e.get("name") for e in user}
+    return [e for e in ours if e["name"] not in taken] + user
+
+
+def main_container(req: JobRequest) -> dict[str, Any]:
+    spec = req.spec
+    container: dict[str, Any] = {
+        "name": c.CONTAINER_NAME,
+        "image": spec.image,
+        "command": command(spec),
+        "env": container_env(spec),
+        "securityContext": merged(RESTRICTED_CONTAINER, spec.job.security_context),
+        "terminationMessagePath": RESULT_FILE,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    _put(container, "imagePullPolicy", spec.image_pull_policy)
+    _put(container, "workingDir", spec.alembic.working_dir)
+    _put(container, "envFrom", copy.deepcopy(spec.job.env_from))
+    _put(container, "resources", copy.deepcopy(spec.job.resources))
+    if spec.runner.mode == RunnerMode.INJECT.value:
+        container["volumeMounts"] = [
+            {
+                "name": c.RUNNER_VOLUME_NAME,
+                "mountPath": contract.INJECTED_PAYLOAD_DIR,
+                "readOnly": True,
+            }
+        ]
+    return container
+
+
+def init_container(req: JobRequest) -> dict[str, Any]:
+    return {
+        "name": c.INIT_CONTAINER_NAME,
+        "image": req.runner_image,
+        "imagePullPolicy": req.runner_image_pull_policy,
+        "command": list(contract.INSTALL_COMMAND),
+        "volumeMounts": [
+            {"name": c.RUNNER_VOLUME_NAME, "mountPath": contract.INJECTED_PAYLOAD_DIR}
+        ],
+        "securityContext": merged(RESTRICTED_CONTAINER, req.spec.job.security_context),
+        "resources": copy.deepcopy(INIT_RESOURCES),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def pod_spec(req: JobRequest) -> dict[str, Any]:
+    job = req.spec.job
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": merged(RESTRICTED_POD, job.pod_security_context),
+        "containers": [main_container(req)],
+    }
+    if job.service_account_name:
+        pod["serviceAccountName"] = job.service_account_name
+    else:  # the runner never talks to the API server
+        pod["automountServiceAccountToken"] = False
+    for key, value in (
+        ("nodeSelector", job.node_selector),
+        ("tolerations", job.tolerations),
+        ("affinity", job.affinity),
+        ("imagePullSecrets", job.image_pull_secrets),
+    ):
+        _put(pod, key, copy.deepcopy(value))
+    if req.spec.runner.mode == RunnerMode.INJECT.value:
+        pod["initContainers"] = [init_container(req)]
+        pod["volumes"] = [
+            {"name": c.RUNNER_VOLUME_NAME, "emptyDir": {"sizeLimit": "64Mi"}},
+        ]
+    return pod
+
+
+def labels(req: JobRequest) -> dict[str, str]:
+    """User labels first; ours win, since the operator selects by them."""
+    return {
+        **(req.spec.job.labels or {}),
+        **selector_labels(req.owner.name),
+        c.LABEL_COMPONENT: c.COMPONENT_MIGRATION,
+        c.LABEL_CONTENT_HASH: req.content_hash,
+        c.LABEL_ATTEMPT: str(req.attempt),
+    }
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def build_job(req: JobRequest) -> dict[str, Any]:
+    """The complete Job for one attempt."""
+    job = req.spec.job
+    meta_labels = labels(req)
+    annotations = {**(job.annotations or {}), c.ANNOTATION_IMAGE: req.spec.image}
+    spec: dict[str, Any] = {
+        "backoffLimit": 0,  # the operator retries itself, with its own backoff
+        "template": {
+            "metadata": {"labels": dict(meta_labels), "annotations": dict(annotations)},
+            "spec": pod_spec(req),
+        },
+    }
+    _put(spec, "activeDeadlineSeconds", job.active_deadline_seconds)
+    _put(spec, "ttlSecondsAfterFinished", job.ttl_seconds_after_finished)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": req.job_name,
+            "namespace": req.owner.namespace,
+            "labels": meta_labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(req.owner)],
+        },
+        "spec": spec,
+    }
+
+
+def _put(target: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        target[key] = value

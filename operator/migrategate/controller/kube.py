@@ -1,0 +1,142 @@
+"""Every Kubernetes API call the operator makes, async (kubernetes_asyncio).
+
+Objects go in and come out as plain dicts in the API's camelCase. Absence and
+conflict are tolerated only where a caller asks for it. There is deliberately
+no call that touches Secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from migrategate.api import constants as c
+from migrategate.controller.jobs import selector_labels
+
+log = logging.getLogger(__name__)
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class Kube:
+    """A connection to the API server; one per operator process."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+
+    @classmethod
+    async def connect(cls) -> Kube:
+        """In-cluster credentials when present, else the kubeconfig (KUBECONFIG or ~/.kube)."""
+        cfg = client.Configuration()
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=cfg)
+        else:
+            await config.load_kube_config(client_configuration=cfg)
+        return cls(client.ApiClient(configuration=cfg))
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def get_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self.custom.get_namespaced_custom_object(
+                c.GROUP, c.VERSION, namespace, c.PLURAL, name
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def patch_migration_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> None:
+        await self.custom.patch_namespaced_custom_object_status(
+            c.GROUP,
+            c.VERSION,
+            namespace,
+            c.PLURAL,
+            name,
+            {"status": status},
+            _content_type=MERGE_PATCH,  # type: ignore[call-arg]  # accepted via **kwargs
+        )
+
+    async def list_jobs(self, namespace: str, migration: str) -> list[dict[str, Any]]:
+        resp: Any = await self.batch.list_namespaced_job(
+            namespace, label_selector=_selector(migration), _preload_content=False
+        )
+        return list(json.loads(await resp.read()).get("items") or [])
+
+    async def list_pods(self, namespace: str, migration: str) -> list[dict[str, Any]]:
+        resp: Any = await self.core.list_namespaced_pod(
+            namespace, label_selector=_selector(migration), _preload_content=False
+        )
+        return list(json.loads(await resp.read()).get("items") or [])
+
+    async def create_job(self, namespace: str, job: dict[str, Any]) -> bool:
+        """Create the Job; False when one of that name exists already (it is adopted)."""
+        try:
+            await self.batch.create_namespaced_job(namespace, job, _preload_content=False)  # type: ignore[arg-type]
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise
+        return True
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and (in the background) its pods; an absent Job is fine."""
+        body = client.V1DeleteOptions(propagation_policy="Background")
+        try:
+            await self.batch.delete_namespaced_job(name, namespace, body=body)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    async def post_event(
+        self, involved: dict[str, Any], kind: str, reason: str, message: str
+    ) -> None:
+        """Record a core/v1 Event on `involved` (a body with apiVersion, kind and metadata)."""
+        meta = involved.get("metadata") or {}
+        namespace = str(meta.get("namespace"))
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name')}.{uuid.uuid4().hex[:16]}",
+                "namespace": meta.get("namespace"),
+            },
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", c.API_VERSION),
+                "kind": involved.get("kind", c.KIND),
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": c.MANAGED_BY},
+            "reportingComponent": c.MANAGED_BY,
+            "reportingInstance": socket.gethostname()[:128],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            await self.core.create_namespaced_event(namespace, event)
+        except ApiException as e:  # an Event is best effort; never fail a reconcile over it
+            log.warning("could not post event %s: %s", reason, e.reason)
+
+
+def _selector(migration: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector_labels(migration).items())

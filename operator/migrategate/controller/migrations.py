@@ -1,0 +1,101 @@
+"""Reconciling one DatabaseMigration: observe, decide (pure), apply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from migrategate.controller import metrics, reconcile, status
+from migrategate.controller.facts import job_facts, pod_facts
+from migrategate.controller.kube import Kube
+from migrategate.controller.reconcile import Plan
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class Reconciler:
+    """Serialises reconciles per DatabaseMigration and keeps the retry timers."""
+
+    kube: Kube
+    config: reconcile.Config
+    locks: dict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
+    timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)  # keeps timer tasks referenced
+
+    async def reconcile(self, namespace: str, name: str) -> Plan | None:
+        """Bring one DatabaseMigration a step closer to its spec; None if it is gone."""
+        key = (namespace, name)
+        async with self.locks[key]:
+            try:
+                plan = await self._reconcile(namespace, name)
+            except Exception:
+                metrics.RECONCILES.labels(result="error").inc()
+                raise
+            metrics.RECONCILES.labels(result="ok").inc()
+        if plan is None:
+            self._forget(key)
+        elif plan.requeue_after is not None:
+            self._requeue(key, plan.requeue_after)
+        return plan
+
+    async def _reconcile(self, namespace: str, name: str) -> Plan | None:
+        body = await self.kube.get_migration(namespace, name)
+        if body is None:
+            return None
+        jobs = [job_facts(j) for j in await self.kube.list_jobs(namespace, name)]
+        pods = [pod_facts(p) for p in await self.kube.list_pods(namespace, name)] if jobs else []
+        now = datetime.now(UTC)
+        plan = reconcile.decide(reconcile.Observed(body, jobs, pods, now), self.config)
+        await self._apply(namespace, name, body, plan)
+        return plan
+
+    async def _apply(self, namespace: str, name: str, body: dict, plan: Plan) -> None:
+        if plan.create is not None:
+            job_name = plan.create["metadata"]["name"]
+            if await self.kube.create_job(namespace, plan.create):
+                metrics.JOBS_CREATED.inc()
+                log.info("created Job %s for %s/%s", job_name, namespace, name)
+            else:
+                log.info("adopted existing Job %s for %s/%s", job_name, namespace, name)
+        for job_name in plan.delete:
+            await self.kube.delete_job(namespace, job_name)
+        patch = status.diff(body.get("status") or {}, plan.status)
+        if patch:
+            await self.kube.patch_migration_status(namespace, name, patch)
+        for kind, reason, message in plan.events:
+            await self.kube.post_event(body, kind, reason, message)
+        if plan.finished is not None:
+            metrics.record_outcome(*plan.finished)
+
+    def _requeue(self, key: Key, delay: float) -> None:
+        """Reconcile again when a retry is due (in memory; a restart recomputes it)."""
+        self._forget(key)
+        loop = asyncio.get_running_loop()
+        self.timers[key] = loop.call_later(max(delay, 0.0) + 0.05, self._spawn, key)
+
+    def _spawn(self, key: Key) -> None:
+        task = asyncio.get_running_loop().create_task(self._timer(key))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _timer(self, key: Key) -> None:
+        self.timers.pop(key, None)
+        try:
+            await self.reconcile(*key)
+        except Exception:
+            log.exception("retry reconcile of %s/%s failed", *key)
+            self._requeue(key, 5.0)
+
+    def _forget(self, key: Key) -> None:
+        timer = self.timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+
+    def close(self) -> None:
+        for key in list(self.timers):
+            self._forget(key)

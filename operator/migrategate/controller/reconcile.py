@@ -1,0 +1,309 @@
+"""The reconcile decision: one DatabaseMigration and its Jobs and pods in, a plan out. No I/O.
+
+Level-triggered: the plan depends only on what is observed now, so running it
+twice, or after an operator restart, gives the same answer. Job names are
+deterministic, so a create that races another lands on AlreadyExists and the
+existing Job is adopted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pydantic
+
+from migrategate.api import constants as c
+from migrategate.api.models import DatabaseMigrationSpec, Phase
+from migrategate.controller import backoff, jobs, naming
+from migrategate.controller.facts import JobFacts, PodFacts
+from migrategate.controller.masking import clean
+from migrategate.controller.outcome import Kind, Verdict, classify
+from migrategate.controller.status import State, conditions
+from migrategate.runner.contract import ResultKey
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the operator sees of one DatabaseMigration."""
+
+    body: Mapping[str, Any]  # the DatabaseMigration as the API returned it
+    jobs: Sequence[JobFacts]
+    pods: Sequence[PodFacts]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Config:
+    runner_image: str
+    runner_image_pull_policy: str = "IfNotPresent"
+    message_max_chars: int = 1024
+
+
+@dataclass
+class Plan:
+    status: dict[str, Any]
+    create: dict[str, Any] | None = None  # a Job to create
+    delete: list[str] = field(default_factory=list)  # Job names to delete
+    requeue_after: float | None = None  # seconds until the next retry is due
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    finished: tuple[str, float | None] | None = None  # (outcome, duration) newly reached
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def decide(obs: Observed, cfg: Config) -> Plan:
+    meta = obs.body.get("metadata") or {}
+    previous = dict(obs.body.get("status") or {})
+    try:
+        spec = DatabaseMigrationSpec.model_validate(obs.body.get("spec") or {})
+    except pydantic.ValidationError as e:
+        msg = clean(str(e), cfg.message_max_chars)
+        state = State(Phase.FAILED, "InvalidSpec", msg, stalled=True)
+        return _finish(obs, cfg, previous, {}, state, None)
+    rerun = (meta.get("annotations") or {}).get(c.ANNOTATION_RERUN)
+    chash = naming.content_hash(spec, rerun)
+    ctx = _Context(obs, cfg, spec, chash, previous)
+    return ctx.plan()
+
+
+@dataclass
+class _Context:
+    obs: Observed
+    cfg: Config
+    spec: DatabaseMigrationSpec
+    chash: str
+    previous: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.obs.body["metadata"]["name"])
+
+    def plan(self) -> Plan:
+        mine = [j for j in self.obs.jobs if j.content_hash == self.chash and not j.deleting]
+        latest = max(mine, key=lambda j: j.attempt, default=None)
+        if latest is None:
+            plan = self._no_job()
+        else:
+            pods = [p for p in self.obs.pods if p.job_name == latest.name]
+            plan = self._after(latest, classify(latest, pods))
+        plan.delete += _history(self.obs.jobs, latest, self.spec.history_limit, plan.delete)
+        return plan
+
+    def _base(self) -> dict[str, Any]:
+        return {"contentHash": self.chash, "image": self.spec.image}
+
+    def _no_job(self) -> Plan:
+        prev = self.previous
+        done = prev.get("phase") in (Phase.SUCCEEDED.value, Phase.FAILED.value)
+        if prev.get("contentHash") == self.chash and done:
+            # Its Job is gone (TTL, history, or removed when stuck): the status stands.
+            state = _state_of(prev)
+            return _finish(self.obs, self.cfg, prev, {}, state, None)
+        busy = [j for j in self.obs.jobs if j.active and j.content_hash != self.chash]
+        if busy:
+            msg = f"waiting for Job {busy[0].name} of the previous spec to finish"
+            state = State(Phase.PENDING, "WaitingForPreviousJob", msg, reconciling=True)
+            return _finish(self.obs, self.cfg, prev, self._base(), state, None)
+        return self._start(1, note="")
+
+    def _start(self, attempt: int, note: str) -> Plan:
+        if self.spec.suspend:
+            msg = "suspended: no new Job is started" + (f"; {note}" if note else "")
+            state = State(Phase.PENDING, "Suspended", msg)
+            return _finish(self.obs, self.cfg, self.previous, self._base(), state, None)
+        name = naming.job_name(self.name, self.chash, attempt)
+        meta = self.obs.body["metadata"]
+        req = jobs.JobRequest(
+            owner=jobs.Owner(meta["name"], meta["namespace"], meta["uid"]),
+            spec=self.spec,
+            job_name=name,
+            content_hash=self.chash,
+            attempt=attempt,
+            runner_image=self.cfg.runner_image,
+            runner_image_pull_policy=self.cfg.runner_image_pull_policy,
+        )
+        fields = {
+            **self._base(),
+            "jobName": name,
+            "attempts": attempt,
+            "startedAt": iso(self.obs.now),
+            # A new attempt: the last attempt's details no longer describe it.
+            "nextAttemptAt": None,
+            "finishedAt": None,
+            "durationSeconds": None,
+            "appliedRevisions": None,
+            "warnings": None,
+        }
+        msg = f"Job {name} started (attempt {attempt})"
+        state = State(Phase.RUNNING, "JobCreated", msg, reconciling=True)
+        plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
+        plan.create = jobs.build_job(req)
+        return plan
+
+    def _after(self, job: JobFacts, verdict: Verdict) -> Plan:
+        fields = {**self._base(), "jobName": job.name, "attempts": job.attempt}
+        fields.update(_result_fields(verdict))
+        limit = self.cfg.message_max_chars
+        if verdict.kind is Kind.RUNNING:
+            msg = f"Job {job.name} is running (attempt {job.attempt})"
+            state = State(Phase.RUNNING, "JobRunning", msg, reconciling=True)
+            return _finish(self.obs, self.cfg, self.previous, fields, state, None)
+        if verdict.kind is Kind.SUCCEEDED:
+            fields["migratedImage"] = self.spec.image
+            state = State(Phase.SUCCEEDED, "Succeeded", _success_message(verdict), ready=True)
+            return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
+        detail = clean(f"{verdict.reason}: {verdict.message}", limit)
+        if verdict.kind is Kind.PERMANENT:
+            plan = self._stalled(fields, verdict, detail)
+            if job.active:  # stuck pod: remove it, so fixing the cause runs nothing unseen
+                plan.delete.append(job.name)
+            return plan
+        return self._transient(job, verdict, fields, detail)
+
+    def _stalled(self, fields: dict[str, Any], verdict: Verdict, detail: str) -> Plan:
+        if verdict.reason == "CreateContainerConfigError":
+            ref = self.spec.database_url.secret_key_ref
+            detail = clean(
+                f"{detail} (databaseURL.secretKeyRef: Secret {ref.name!r}, key {ref.key!r})",
+                self.cfg.message_max_chars,
+            )
+        state = State(Phase.FAILED, verdict.reason, detail, stalled=True)
+        return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
+
+    def _transient(
+        self, job: JobFacts, verdict: Verdict, fields: dict[str, Any], detail: str
+    ) -> Plan:
+        retry = self.spec.retry
+        if job.attempt > retry.limit:
+            msg = clean(f"gave up after {job.attempt} attempts; last: {detail}", 10**6)
+            state = State(Phase.FAILED, "RetriesExhausted", msg, stalled=True)
+            return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
+        ended = parse_time(verdict.finished_at or job.finish_time) or parse_time(job.created)
+        wait = backoff.delay(job.attempt, retry.backoff_seconds, retry.max_backoff_seconds, job.uid)
+        due = (ended or self.obs.now) + timedelta(seconds=wait)
+        if self.obs.now >= due:
+            return self._start(job.attempt + 1, note=detail)
+        fields["nextAttemptAt"] = iso(due)
+        msg = f"attempt {job.attempt} failed ({detail}); retrying at {iso(due)}"
+        state = State(Phase.PENDING, "Retrying", clean(msg, 10**6), reconciling=True)
+        plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
+        plan.requeue_after = (due - self.obs.now).total_seconds()
+        return plan
+
+
+def _result_fields(verdict: Verdict) -> dict[str, Any]:
+    """Status fields copied from the runner's result and the attempt's times."""
+    out: dict[str, Any] = {}
+    if verdict.started_at:
+        out["startedAt"] = verdict.started_at
+    if verdict.kind is Kind.RUNNING:
+        return out
+    out["finishedAt"] = verdict.finished_at
+    res = verdict.result or {}
+    current = res.get(ResultKey.TO_REVISIONS) or res.get(ResultKey.FROM_REVISIONS)
+    if current is not None:
+        out["currentRevision"] = list(current)
+    for key, src in (
+        ("targetRevision", ResultKey.TARGET_REVISIONS),
+        ("appliedRevisions", ResultKey.APPLIED_REVISIONS),
+        ("warnings", ResultKey.WARNINGS),
+    ):
+        if res.get(src) is not None:
+            out[key] = [str(v) for v in res[src]]
+    if isinstance(res.get(ResultKey.DURATION_SECONDS), int | float):
+        out["durationSeconds"] = round(float(res[ResultKey.DURATION_SECONDS]), 3)
+    return out
+
+
+def _success_message(verdict: Verdict) -> str:
+    res = verdict.result or {}
+    applied = res.get(ResultKey.APPLIED_REVISIONS) or []
+    heads = ", ".join(res.get(ResultKey.TO_REVISIONS) or []) or "unknown"
+    text = f"at {heads}; applied {len(applied)} revision(s)"
+    for warning in res.get(ResultKey.WARNINGS) or []:
+        text += f"; warning: {warning}"
+    return text
+
+
+def _state_of(prev: Mapping[str, Any]) -> State:
+    ready: Mapping[str, Any] = next(
+        (x for x in prev.get("conditions") or [] if x.get("type") == c.CONDITION_READY), {}
+    )
+    phase = Phase(prev["phase"])
+    return State(
+        phase,
+        ready.get("reason") or phase.value,
+        prev.get("message") or "",
+        ready=phase is Phase.SUCCEEDED,
+        stalled=phase is Phase.FAILED,
+    )
+
+
+def _finish(
+    obs: Observed,
+    cfg: Config,
+    previous: Mapping[str, Any],
+    fields: Mapping[str, Any],
+    state: State,
+    verdict: Verdict | None,
+) -> Plan:
+    """The full new status, the Event of a transition, and the metric of an outcome."""
+    meta = obs.body.get("metadata") or {}
+    generation = meta.get("generation")
+    message = clean(state.message, cfg.message_max_chars)
+    state = State(state.phase, state.reason, message, state.ready, state.reconciling, state.stalled)
+    status = {k: v for k, v in previous.items() if k != "conditions"}
+    status.update(fields)
+    status.update(
+        {
+            "observedGeneration": generation,
+            "phase": state.phase.value,
+            "message": message,
+            "conditions": conditions(state, generation, previous.get("conditions"), iso(obs.now)),
+        }
+    )
+    status = {k: v for k, v in status.items() if v is not None}
+    plan = Plan(status=status)
+    moved = (previous.get("phase"), _reason(previous), previous.get("jobName")) != (
+        state.phase.value,
+        state.reason,
+        status.get("jobName"),
+    )
+    if moved:
+        kind = "Warning" if state.stalled or state.reason == "Retrying" else "Normal"
+        plan.events.append((kind, state.reason, message))
+        if verdict is not None and verdict.kind is not Kind.RUNNING:
+            plan.finished = (verdict.kind.value, status.get("durationSeconds"))
+    return plan
+
+
+def _reason(status: Mapping[str, Any]) -> str | None:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == c.CONDITION_READY:
+            return cond.get("reason")
+    return None
+
+
+def _history(
+    all_jobs: Sequence[JobFacts], latest: JobFacts | None, keep: int, doomed: list[str]
+) -> list[str]:
+    """Finished Jobs beyond the newest `keep`; never the latest attempt of this content."""
+    finished = [j for j in all_jobs if not j.active and not j.deleting]
+    finished.sort(key=lambda j: (j.created, j.attempt), reverse=True)
+    out = []
+    for index, job in enumerate(finished):
+        protected = latest is not None and job.name == latest.name
+        if index >= keep and not protected and job.name not in doomed:
+            out.append(job.name)
+    return out

@@ -1,0 +1,100 @@
+"""The operator's settings: one object, each field read from one environment variable.
+
+Read at startup (never at import), and a bad value fails fast with the
+variable's name. Tests override fields here instead of special-casing code.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import migrategate
+
+DEFAULT_RUNNER_IMAGE = f"ghcr.io/migrategate/migrategate:{migrategate.__version__}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Operator settings; `env` in each field's metadata names its variable."""
+
+    runner_image: str = field(
+        default=DEFAULT_RUNNER_IMAGE,
+        metadata={"env": "MIGRATEGATE_RUNNER_IMAGE", "help": "Image holding the runner payload."},
+    )
+    runner_image_pull_policy: str = field(
+        default="IfNotPresent",
+        metadata={"env": "MIGRATEGATE_RUNNER_IMAGE_PULL_POLICY", "help": "Its pull policy."},
+    )
+    namespaces: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "env": "MIGRATEGATE_NAMESPACES",
+            "help": "Comma-separated namespaces to watch; empty means the whole cluster.",
+        },
+    )
+    peering: str = field(
+        default="",
+        metadata={
+            "env": "MIGRATEGATE_PEERING",
+            "help": "kopf peering name; set it when running more than one replica. "
+            "Empty runs standalone.",
+        },
+    )
+    liveness_port: int = field(
+        default=8080,
+        metadata={"env": "MIGRATEGATE_LIVENESS_PORT", "help": "/healthz port; 0 disables it."},
+    )
+    metrics_port: int = field(
+        default=9090,
+        metadata={"env": "MIGRATEGATE_METRICS_PORT", "help": "/metrics port; 0 disables it."},
+    )
+    batch_window: float = field(
+        default=0.01,
+        metadata={
+            "env": "MIGRATEGATE_BATCH_WINDOW",
+            "help": "Seconds kopf waits to batch events of one object (kopf's default is 0.1).",
+        },
+    )
+    log_level: str = field(
+        default="INFO", metadata={"env": "MIGRATEGATE_LOG_LEVEL", "help": "Python log level."}
+    )
+    message_max_chars: int = field(
+        default=1024,
+        metadata={"env": "MIGRATEGATE_MESSAGE_MAX_CHARS", "help": "Cap on status.message."},
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from the environment; keyword overrides (from CLI flags) win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f.metadata["env"])
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, f.metadata["env"], f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _parse(name: str, var: str, kind: Any, raw: str) -> Any:
+    try:
+        if kind in ("int", int):
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+        if "tuple" in str(kind):
+            return tuple(p.strip() for p in raw.split(",") if p.strip())
+        return raw
+    except ValueError as e:
+        raise ValueError(f"{var}: bad value for {name}: {raw!r}") from e
+
+
+def describe() -> str:
+    """One line per setting, for --help and the docs."""
+    return "\n".join(
+        f"  {f.metadata['env']}: {f.metadata['help']} (default: {f.default!r})"
+        for f in fields(Settings)
+    )
