@@ -1,7 +1,8 @@
 -- Argo CD health check for migrategate.io/DatabaseMigration.
 -- Argo CD runs it with the live object as the global `obj` and reads the
 -- returned table's `status` and `message`. Lua 5.1 (gopher-lua): no goto,
--- no integer division, no bitwise operators.
+-- no integer division, no bitwise operators. Custom health scripts get only the
+-- base, table and package libraries (no string or math), unless useOpenLibs.
 -- Install it as described in argocd/README.md; this file is the only copy.
 
 local function findCondition(conditions, conditionType)

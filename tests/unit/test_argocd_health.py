@@ -40,9 +40,19 @@ def to_lua(runtime: Any, value: Any) -> Any:
     return value
 
 
+# Argo CD runs a custom health script with only the base, table and package
+# libraries open (util/lua/lua.go, unless useOpenLibs), plus a restricted os.
+# Strip the rest, string methods included, so a script that needs them fails here too.
+ARGO_SANDBOX = """
+debug.setmetatable("", nil)
+string, math, io, debug, coroutine, os = nil, nil, nil, nil, nil, nil
+"""
+
+
 def assess(obj: dict[str, Any]) -> tuple[str, str]:
     """Run health.lua against obj in a fresh Lua 5.1 state; return (status, message)."""
     runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
+    runtime.execute(ARGO_SANDBOX)
     runtime.globals().obj = to_lua(runtime, obj)
     hs = runtime.execute(SCRIPT)
     result = dict(hs.items())
@@ -107,6 +117,14 @@ def ready_status(generation: int = 2) -> list[dict[str, Any]]:
 
 def test_interpreter_is_lua_51() -> None:
     assert lua51.LuaRuntime().eval("_VERSION") == "Lua 5.1"
+
+
+def test_sandbox_has_no_string_library() -> None:
+    runtime = lua51.LuaRuntime()
+    runtime.execute(ARGO_SANDBOX)
+    with pytest.raises(lua51.LuaError):
+        runtime.execute('return ("Ready"):lower()')
+    assert runtime.eval("type(ipairs) == 'function' and type(table.insert) == 'function'")
 
 
 def test_no_status_is_progressing() -> None:
