@@ -1,0 +1,5 @@
+"""The application's models."""
+
+from app.models.item import Item
+
+__all__ = ["Item"]
