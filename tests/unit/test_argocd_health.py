@@ -49,8 +49,49 @@ string, math, io, debug, coroutine, os = nil, nil, nil, nil, nil, nil
 """
 
 
+CRD_SCHEMA = yaml.safe_load(
+    (REPO_ROOT / "crds" / "databasemigrations.migrategate.io.yaml").read_text()
+)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+def schema_errors(value: Any, schema: dict[str, Any], path: str = "") -> list[str]:
+    """Where value strays from the CRD's structural schema: unknown fields, types, enums."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    expected = JSON_TYPES.get(schema.get("type", ""), (object,))
+    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+        return [f"{path or '.'}: {value!r} is not {schema.get('type')}"]
+    errors = []
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: {value!r} not in {schema['enum']}")
+    if isinstance(value, dict) and "properties" in schema:
+        properties = schema["properties"]
+        for key, item in value.items():
+            if key not in properties:
+                errors.append(f"{path}.{key}: not in the CRD")
+            else:
+                errors += schema_errors(item, properties[key], f"{path}.{key}")
+        errors += [
+            f"{path}.{key}: required" for key in schema.get("required", ()) if key not in value
+        ]
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            errors += schema_errors(item, schema["items"], f"{path}[{index}]")
+    return errors
+
+
 def assess(obj: dict[str, Any]) -> tuple[str, str]:
     """Run health.lua against obj in a fresh Lua 5.1 state; return (status, message)."""
+    # The samples are objects the API server would accept, so they track the CRD.
+    assert schema_errors(obj, CRD_SCHEMA) == []
     runtime = lua51.LuaRuntime(unpack_returned_tuples=True)
     runtime.execute(ARGO_SANDBOX)
     runtime.globals().obj = to_lua(runtime, obj)
@@ -388,3 +429,14 @@ def test_readme_sync_waves() -> None:
         if d.get("kind") in {"DatabaseMigration", "Deployment"}
     }
     assert waves == {"DatabaseMigration": "-1", "Deployment": "0"}
+    migrations = [d for d in documents if d.get("kind") == "DatabaseMigration"]
+    assert [schema_errors(d, CRD_SCHEMA) for d in migrations] == [[]]
+
+
+def test_schema_errors_sees_a_misspelt_field() -> None:
+    obj = migration(conditions=ready_status(2))
+    obj["spec"]["databaseUrl"] = obj["spec"].pop("databaseURL")
+    obj["status"]["conditions"][0]["status"] = "Yes"
+    errors = schema_errors(obj, CRD_SCHEMA)
+    assert errors[:2] == [".spec.databaseUrl: not in the CRD", ".spec.databaseURL: required"]
+    assert len(errors) == 3 and errors[2].startswith(".status.conditions[0].status: 'Yes' not in")
