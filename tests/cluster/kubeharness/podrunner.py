@@ -1,0 +1,267 @@
+"""The kubelet stand-in: one Ready node, pod binding, pods run as local processes.
+
+It runs in a background thread with its own asyncio loop, so tests (sync or
+async) just call ``start()``/``stop()``. It watches all pods and reacts to each
+event at once (no polling): it binds schedulable pods to its node through
+``pods/binding`` (gated pods stay Pending), runs bound pods with a
+``PodWorker`` each, and confirms graceful deletions after killing processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import podspec as ps
+from .controlplane import ControlPlane
+from .images import ImageTable
+from .kubeapi import ApiError, KubeAPI
+from .podworker import PodWorker
+
+log = logging.getLogger(__name__)
+NODE_LABELS_BASE = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+
+
+class PodRunner:
+    def __init__(
+        self,
+        cp: ControlPlane,
+        images: ImageTable,
+        workdir: Path,
+        node_name: str = "migrategate-node",
+        backoff: float = 1.0,
+    ) -> None:
+        self.cp = cp
+        self.images = images
+        self.workdir = workdir
+        self.node_name = node_name
+        self.node_labels = {**NODE_LABELS_BASE, "kubernetes.io/hostname": node_name}
+        self.backoff = backoff  # first restart back-off (kubelet: 10s), doubling to 10s
+        self.workers: dict[str, PodWorker] = {}
+        self._binding: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    # --- thread API -----------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the loop thread; return once the node is Ready and pods are watched."""
+        self._thread = threading.Thread(target=self._thread_main, name="pod-runner", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error:
+            self.stop()
+            raise RuntimeError(f"pod runner did not start: {self._error!r}")
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Kill every container process and end the thread."""
+        if self._loop and self._stop and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread:
+            self._thread.join(timeout)
+
+    def log(self, namespace: str, pod: str, container: str) -> str:
+        """A container's output (all restarts), like ``kubectl logs`` would give."""
+        for w in list(self.workers.values()):
+            meta = w.pod["metadata"]
+            if (meta["namespace"], meta["name"]) == (namespace, pod):
+                parts = sorted((w.dir / "containers").glob(f"{container}-*/log"))
+                return "".join(p.read_text(errors="replace") for p in parts)
+        return ""
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as e:  # reported by start(); the thread must not die silently
+            self._error = e
+            self._ready.set()
+            log.exception("pod runner crashed")
+
+    # --- the loop -------------------------------------------------------------
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.api = KubeAPI(self.cp.server, self.cp.workdir / "pki")
+        try:
+            await self._register_node()
+            watcher = asyncio.create_task(self._watch_pods())
+            await self._stop.wait()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        finally:
+            await self._kill_all()
+            await self.api.close()
+
+    async def _kill_all(self) -> None:
+        await asyncio.gather(*(w.kill(grace=2.0) for w in self.workers.values()))
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _register_node(self) -> None:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.node_name, "labels": self.node_labels},
+        }
+        with contextlib.suppress(ApiError):  # already there from an earlier runner
+            await self.api.request("POST", "/api/v1/nodes", node)
+        status = {
+            "status": {
+                "conditions": [
+                    {
+                        **ps.condition("Ready", True, "KubeletReady", "pod runner is ready"),
+                        "lastHeartbeatTime": ps.now(),
+                        "lastTransitionTime": ps.now(),
+                    },
+                ],
+                "addresses": [
+                    {"type": "InternalIP", "address": "127.0.0.1"},
+                    {"type": "Hostname", "address": self.node_name},
+                ],
+                "capacity": {"cpu": "2", "memory": "24Gi", "pods": "250"},
+                "allocatable": {"cpu": "2", "memory": "24Gi", "pods": "250"},
+                "nodeInfo": _node_info(self.cp),
+            }
+        }
+        await self.api.request(
+            "PATCH",
+            f"/api/v1/nodes/{self.node_name}/status",
+            status,
+            "application/strategic-merge-patch+json",
+        )
+
+    async def _watch_pods(self) -> None:
+        """List, then watch from that resourceVersion; relist when the watch expires."""
+        rv = ""
+        while True:
+            try:
+                if not rv:
+                    listing = await self.api.request("GET", "/api/v1/pods")
+                    assert listing is not None
+                    for pod in listing["items"]:
+                        self._on_pod("ADDED", pod)
+                    rv = listing["metadata"]["resourceVersion"]
+                    self._ready.set()
+                async for event in self.api.watch("/api/v1/pods", rv):
+                    obj = event["object"]
+                    if event["type"] == "ERROR":
+                        rv = ""  # 410 Gone: our resourceVersion is too old
+                        break
+                    rv = obj["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self._on_pod(event["type"], obj)
+            except (TimeoutError, ApiError, OSError) as e:
+                log.warning("pod watch ended (%s); resuming", e)
+                await asyncio.sleep(0.2)
+
+    def _on_pod(self, kind: str, pod: ps.Pod) -> None:
+        uid = pod["metadata"]["uid"]
+        spec, meta = pod["spec"], pod["metadata"]
+        worker = self.workers.get(uid)
+        if kind == "DELETED":
+            if worker and not worker.stopping_requested:  # deleted without grace
+                worker.stopping_requested = True
+                self._spawn(self._forget(worker, grace=0))
+            return
+        if spec.get("nodeName") == self.node_name:
+            if worker is None and not _terminal(pod):
+                worker = self._new_worker(pod)
+            if meta.get("deletionTimestamp") and worker and not worker.stopping_requested:
+                worker.stopping_requested = True
+                grace = float(meta.get("deletionGracePeriodSeconds") or 0)
+                self._spawn(self._forget(worker, grace=min(grace, 10.0)))
+            elif meta.get("deletionTimestamp") and worker is None:
+                self._spawn(self._confirm_delete(pod))
+            elif worker:
+                worker.pod = pod  # spec is immutable; keep metadata fresh for fieldRefs
+        elif ps.schedulable(pod, self.node_labels) and uid not in self._binding:
+            self._binding.add(uid)
+            self._spawn(self._bind(pod))
+
+    def _new_worker(self, pod: ps.Pod) -> PodWorker:
+        root = self.workdir / "pods"
+        worker = PodWorker(pod, self.api, self.images, root, self.cp.ledger, self.backoff)
+        self.workers[pod["metadata"]["uid"]] = worker
+        worker.task = self._spawn(worker.run())
+        deadline = pod["spec"].get("activeDeadlineSeconds")
+        if deadline is not None:
+            self._spawn(self._deadline(worker, float(deadline)))
+        return worker
+
+    async def _deadline(self, worker: PodWorker, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if not worker.finished and not worker.stopping:
+            await worker.deadline_exceeded()
+
+    async def _bind(self, pod: ps.Pod) -> None:
+        meta = pod["metadata"]
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
+        }
+        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/binding"
+        try:
+            await self.api.request("POST", path, body)
+        except ApiError as e:  # deleted or bound meanwhile: the next event tells
+            log.info("binding %s/%s: %s", meta["namespace"], meta["name"], e)
+
+    async def _forget(self, worker: PodWorker, grace: float) -> None:
+        await worker.deleted(grace)
+        self.workers.pop(worker.pod["metadata"]["uid"], None)
+        await asyncio.to_thread(shutil.rmtree, worker.dir, True)
+
+    async def _confirm_delete(self, pod: ps.Pod) -> None:
+        meta = pod["metadata"]
+        body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
+        with contextlib.suppress(ApiError):
+            await self.api.request(
+                "DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body
+            )
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """A tracked task; failures are logged, never swallowed silently."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception():
+            log.error("pod runner task failed", exc_info=task.exception())
+
+
+def _terminal(pod: ps.Pod) -> bool:
+    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
+
+
+def _node_info(cp: ControlPlane) -> dict[str, str]:
+    from .binaries import versions
+
+    v = versions()["KUBERNETES_VERSION"]
+    return {
+        "kubeletVersion": v,
+        "kubeProxyVersion": v,
+        "operatingSystem": "linux",
+        "architecture": "amd64",
+        "containerRuntimeVersion": "local-process://0",
+        "osImage": "migrategate pod runner",
+        "kernelVersion": "",
+        "machineID": "",
+        "systemUUID": "",
+        "bootID": "",
+    }
