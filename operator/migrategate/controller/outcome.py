@@ -107,7 +107,9 @@ def _failed(job: JobFacts, pod: PodFacts | None, verdict: Any) -> Verdict:
 
 
 def _by_exit_code(code: int, main: Any, verdict: Any) -> Verdict:
-    text = main.terminated_message or main.terminated_reason or f"exit code {code}"
+    text = main.terminated_message or main.terminated_reason or ""
+    if not text or parse_result(text) is not None:  # a result without a message of its own
+        text = f"exit code {code}"
     if code in contract.TRANSIENT_EXIT_CODES:
         return verdict(Kind.TRANSIENT, "Transient", text)
     if code in PERMANENT_EXIT:

@@ -1,0 +1,93 @@
+"""Job and pod dicts shaped like the API server's, for controller unit tests."""
+
+import json
+
+from migrategate.api import constants as c
+
+T0 = "2026-01-01T00:00:00Z"
+T1 = "2026-01-01T00:00:05Z"
+
+
+def job(name="shop-abc", chash="abc", attempt=1, state="active", reason=None, created=T0):
+    conds = []
+    if state == "complete":
+        conds = [{"type": "Complete", "status": "True", "lastTransitionTime": T1}]
+    elif state == "failed":
+        conds = [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": reason or "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit",
+                "lastTransitionTime": T1,
+            }
+        ]
+    return {
+        "metadata": {
+            "name": name,
+            "uid": f"uid-{name}",
+            "creationTimestamp": created,
+            "labels": {
+                c.LABEL_MANAGED_BY: c.MANAGED_BY,
+                c.LABEL_MIGRATION: "shop",
+                c.LABEL_CONTENT_HASH: chash,
+                c.LABEL_ATTEMPT: str(attempt),
+            },
+        },
+        "status": {"startTime": T0, "conditions": conds},
+    }
+
+
+def result(exit_code=0, **extra):
+    out = {
+        "outcome": "Succeeded" if exit_code == 0 else "Failed",
+        "exitCode": exit_code,
+        "fromRevisions": ["a1"],
+        "toRevisions": ["b2"] if exit_code == 0 else ["a1"],
+        "targetRevisions": ["b2"],
+        "appliedRevisions": ["b2"] if exit_code == 0 else [],
+        "durationSeconds": 1.25,
+    }
+    out.update(extra)
+    return json.dumps(out)
+
+
+def pod(
+    job_name="shop-abc",
+    exit_code=None,
+    message=None,
+    waiting=None,
+    reason=None,
+    init_exit=0,
+    phase=None,
+    created=T0,
+):
+    main: dict = {"name": c.CONTAINER_NAME, "state": {}}
+    if waiting:
+        main["state"] = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
+    elif exit_code is not None:
+        main["state"] = {
+            "terminated": {
+                "exitCode": exit_code,
+                "message": message,
+                "startedAt": T0,
+                "finishedAt": T1,
+                "reason": "Completed" if exit_code == 0 else "Error",
+            }
+        }
+    else:
+        main["state"] = {"running": {"startedAt": T0}}
+    init = {"name": c.INIT_CONTAINER_NAME, "state": {"terminated": {"exitCode": init_exit}}}
+    return {
+        "metadata": {
+            "name": f"{job_name}-xyz",
+            "creationTimestamp": created,
+            "labels": {"batch.kubernetes.io/job-name": job_name, c.LABEL_MIGRATION: "shop"},
+        },
+        "status": {
+            "phase": phase or ("Failed" if exit_code else "Running"),
+            "reason": reason,
+            "initContainerStatuses": [init],
+            "containerStatuses": [main],
+        },
+    }

@@ -1,0 +1,23 @@
+"""Operator settings from the environment."""
+
+import pytest
+from migrategate.controller.settings import Settings, describe
+
+
+def test_environment_and_overrides():
+    env = {"MIGRATEGATE_NAMESPACES": "a, b", "MIGRATEGATE_METRICS_PORT": "0"}
+    s = Settings.from_env(env, runner_image="img:1", peering=None)
+    assert s.namespaces == ("a", "b")
+    assert s.metrics_port == 0
+    assert s.runner_image == "img:1"
+    assert s.peering == ""
+
+
+def test_bad_value_names_its_variable():
+    with pytest.raises(ValueError, match="MIGRATEGATE_LIVENESS_PORT"):
+        Settings.from_env({"MIGRATEGATE_LIVENESS_PORT": "eighty"})
+
+
+def test_every_setting_is_documented():
+    text = describe()
+    assert "MIGRATEGATE_RUNNER_IMAGE" in text and "MIGRATEGATE_PEERING" in text
