@@ -8,9 +8,9 @@ drift apart. Stdlib only, Python >= 3.9: it ships inside application images.
 
 import enum
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional
 
-COMMANDS: Tuple[str, ...] = ("migrate", "wait", "check", "url")
+COMMANDS: tuple[str, ...] = ("migrate", "wait", "check", "url")
 
 
 class ExitCode(enum.IntEnum):
@@ -18,7 +18,8 @@ class ExitCode(enum.IntEnum):
 
     OK = 0  # done, or nothing to do
     PENDING = 1  # `check` only: an upgrade is pending
-    BAD_INPUT = 2  # URL, config, unknown target, multiple heads, database ahead with --if-ahead fail
+    # URL, config, unknown target, multiple heads, database ahead with --if-ahead fail
+    BAD_INPUT = 2
     TRANSIENT = 3  # database unreachable, lock wait timed out, `wait` timed out
     MIGRATION_FAILED = 4  # a revision raised; Postgres rolled its transaction back
     VERIFY_FAILED = 5  # after upgrade the heads are not the target
@@ -42,6 +43,7 @@ class Outcome(str, enum.Enum):
 
     SUCCEEDED = "Succeeded"  # revisions were applied
     UP_TO_DATE = "UpToDate"  # nothing to do (fast path, or another runner got there first)
+    PENDING = "Pending"  # `check` only: an upgrade is pending
     FAILED = "Failed"
 
 
@@ -70,7 +72,7 @@ class Option:
     default: Optional[str]
     help: str
     dest: str = ""
-    choices: Optional[Tuple[str, ...]] = None
+    choices: Optional[tuple[str, ...]] = None
 
     @property
     def name(self) -> str:
@@ -78,7 +80,7 @@ class Option:
         return self.dest or self.flag.lstrip("-").replace("-", "_")
 
 
-OPTIONS: Tuple[Option, ...] = (
+OPTIONS: tuple[Option, ...] = (
     Option("--config", "MIGRATEGATE_CONFIG", "alembic.ini", "Path to alembic.ini."),
     Option("--section", "MIGRATEGATE_SECTION", "alembic", "Section of alembic.ini to use."),
     Option("--target", "MIGRATEGATE_TARGET", "head", "Revision to upgrade to."),
@@ -144,6 +146,7 @@ class ResultKey:
     ERROR_CLASS = "errorClass"
     MESSAGE = "message"
     WARNINGS = "warnings"
+    DRIVER = "driver"  # the driver Alembic ran with: psycopg, psycopg2 or asyncpg
     RUNNER_VERSION = "runnerVersion"
 
 
@@ -157,7 +160,7 @@ INJECTED_PAYLOAD_DIR = "/migrategate"
 
 # The injecting init container runs this in the migrategate image: it copies the
 # payload into the shared emptyDir mounted at INJECTED_PAYLOAD_DIR.
-INSTALL_COMMAND: Tuple[str, ...] = ("cp", "-R", IMAGE_PAYLOAD_DIR + "/.", INJECTED_PAYLOAD_DIR)
+INSTALL_COMMAND: tuple[str, ...] = ("cp", "-R", IMAGE_PAYLOAD_DIR + "/.", INJECTED_PAYLOAD_DIR)
 
 # The application container then runs this script with its own `python`. Running
 # a file (not `-m`, not PYTHONPATH) puts the payload first on sys.path without

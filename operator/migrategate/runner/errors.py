@@ -1,0 +1,48 @@
+"""Typed failures of the runner's commands; the CLI maps each to one exit code."""
+
+from typing import Optional
+
+from .contract import ErrorClass, ExitCode
+
+
+class RunnerError(Exception):
+    """A failure with a one-line, actionable message (never a password, never a traceback)."""
+
+    exit_code = ExitCode.MIGRATION_FAILED
+    error_class = ErrorClass.MIGRATION_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadInput(RunnerError):
+    """The URL, the Alembic config or the target is wrong: retrying will not help."""
+
+    exit_code = ExitCode.BAD_INPUT
+    error_class = ErrorClass.BAD_INPUT
+
+
+class Transient(RunnerError):
+    """The database is unreachable or busy (lock wait, `wait` timeout): retry later."""
+
+    exit_code = ExitCode.TRANSIENT
+    error_class = ErrorClass.TRANSIENT
+
+
+class MigrationFailed(RunnerError):
+    """A revision (or env.py) raised; Postgres rolled the transaction back."""
+
+    exit_code = ExitCode.MIGRATION_FAILED
+    error_class = ErrorClass.MIGRATION_FAILED
+
+    def __init__(self, message: str, failed_revision: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.failed_revision = failed_revision
+
+
+class VerificationFailed(RunnerError):
+    """After the upgrade the database heads are not the target."""
+
+    exit_code = ExitCode.VERIFY_FAILED
+    error_class = ErrorClass.VERIFY_FAILED

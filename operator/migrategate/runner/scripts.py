@@ -1,0 +1,187 @@
+"""What the image's Alembic project says: config, target heads, where the database stands.
+
+Nothing here touches the database; the functions take revision ids read elsewhere.
+"""
+
+import argparse
+import enum
+import os
+import re
+import traceback
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Optional
+
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from alembic.script.revision import MultipleHeads, ResolutionError, RevisionError
+from alembic.util.exc import CommandError
+
+from .errors import BadInput
+
+DEFAULT_VERSION_TABLE = "alembic_version"
+
+
+class State(str, enum.Enum):
+    """Where the database stands relative to the target."""
+
+    AT_TARGET = "at-target"
+    BEHIND = "behind"  # an upgrade is pending
+    AHEAD = "ahead"  # it holds revisions the scripts do not know, or past the target
+
+
+def load_config(path: str, section: str, x_args: Iterable[str] = ()) -> Config:
+    """The project's alembic.ini as an Alembic ``Config``, with ``-x`` arguments attached."""
+    if not os.path.isfile(path):
+        raise BadInput(
+            f"Alembic config {path!r} not found in {os.getcwd()}:"
+            " run from the project directory or pass --config"
+        )
+    cmd_opts = argparse.Namespace(x=list(x_args))
+    cfg = Config(path, ini_section=section, cmd_opts=cmd_opts)
+    if not cfg.file_config.has_section(section):
+        raise BadInput(f"{path!r} has no [{section}] section: pass the right one with --section")
+    return cfg
+
+
+def load_scripts(cfg: Config) -> ScriptDirectory:
+    """The project's revision scripts."""
+    try:
+        return ScriptDirectory.from_config(cfg)
+    except (CommandError, RevisionError) as exc:
+        raise BadInput(f"cannot load the Alembic scripts: {first_line(exc)}") from None
+
+
+def resolve_target(scripts: ScriptDirectory, target: str) -> tuple:
+    """The revision ids ``target`` names (``head`` must be a single head)."""
+    try:
+        found = scripts.get_revisions(target)
+    except MultipleHeads as exc:
+        heads = ", ".join(sorted(scripts.get_heads()))
+        raise BadInput(
+            f"the scripts have multiple heads ({heads}): merge them with"
+            f" `alembic merge heads`, or pass --target heads or one revision"
+        ) from exc
+    except (ResolutionError, RevisionError, CommandError):
+        raise BadInput(
+            f"unknown target revision {target!r}: pass head, heads or a revision id"
+            " that exists in this image's scripts"
+        ) from None
+    return tuple(sorted(s.revision for s in found if s is not None))
+
+
+def ancestry(scripts: ScriptDirectory, revisions: Iterable[str]) -> set:
+    """The revisions and all their ancestors."""
+    seen: set = set()
+    for revision in revisions:
+        seen.update(s.revision for s in scripts.walk_revisions(base="base", head=revision))
+    return seen
+
+
+def known_revisions(scripts: ScriptDirectory) -> set:
+    """Every revision id in the scripts."""
+    return {s.revision for s in scripts.walk_revisions()}
+
+
+def classify(scripts: ScriptDirectory, current: Iterable[str], target: Iterable[str]) -> State:
+    """Compare the database's revisions with the target's."""
+    current_set, target_set = set(current), set(target)
+    if current_set == target_set:
+        return State.AT_TARGET
+    if not current_set <= known_revisions(scripts):
+        return State.AHEAD
+    if current_set <= ancestry(scripts, target_set):
+        return State.BEHIND
+    return State.AHEAD
+
+
+def unknown_revisions(scripts: ScriptDirectory, current: Iterable[str]) -> list:
+    """The database revisions the scripts do not know."""
+    return sorted(set(current) - known_revisions(scripts))
+
+
+def pending_revisions(
+    scripts: ScriptDirectory, current: Iterable[str], target: Iterable[str]
+) -> list:
+    """Revisions an upgrade from ``current`` to ``target`` applies, oldest first."""
+    done = ancestry(scripts, current)
+    ordered: list = []
+    for head in sorted(target):
+        for s in scripts.walk_revisions(base="base", head=head):
+            if s.revision not in done and s.revision not in ordered:
+                ordered.append(s.revision)
+    return list(reversed(ordered))
+
+
+def env_py_source(scripts: ScriptDirectory) -> str:
+    """The text of the project's env.py ('' if it cannot be read)."""
+    try:
+        with open(os.path.join(scripts.dir, "env.py"), encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+_OWN_LOOP = re.compile(
+    r"\basyncio\.run\(|\.run_until_complete\(|\basyncio\.Runner\(|\banyio\.run\("
+)
+
+
+def starts_own_event_loop(source: str) -> bool:
+    """True if env.py runs its own event loop (so it must not run inside ours)."""
+    return bool(_OWN_LOOP.search(source))
+
+
+def reads_shared_connection(source: str) -> bool:
+    """True if env.py may look for ``config.attributes["connection"]``."""
+    return "attributes" in source
+
+
+_KWARG = r"{name}\s*=\s*(?:'([^'\n]*)'|\"([^\"\n]*)\")"
+
+
+def version_table(source: str) -> Optional[tuple]:
+    """(schema or None, table) that env.py configures, or None when it is not a plain literal.
+
+    An env.py that never mentions ``version_table`` uses Alembic's default table.
+    """
+    if "version_table" not in source:
+        return (None, DEFAULT_VERSION_TABLE)
+    table = re.findall(_KWARG.format(name=r"\bversion_table"), source)
+    schema = re.findall(_KWARG.format(name=r"\bversion_table_schema"), source)
+    mentions = len(re.findall(r"\bversion_table\b", source))
+    schema_mentions = len(re.findall(r"\bversion_table_schema\b", source))
+    if len(table) != 1 or mentions != 1 or len(schema) != schema_mentions or len(schema) > 1:
+        return None
+    table_name = table[0][0] or table[0][1]
+    schema_name = (schema[0][0] or schema[0][1]) if schema else None
+    return (schema_name, table_name)
+
+
+def failing_revision(exc: BaseException, scripts: ScriptDirectory) -> Optional[str]:
+    """The revision whose upgrade() raised ``exc``, from the traceback's frames."""
+    by_path = {os.path.realpath(s.path): s.revision for s in scripts.walk_revisions()}
+    seen: set = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = _revision_in_traceback(current.__traceback__, by_path)
+        if found:
+            return found
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _revision_in_traceback(tb: Optional[TracebackType], by_path: dict) -> Optional[str]:
+    found = None
+    for frame, _ in traceback.walk_tb(tb):
+        revision = by_path.get(os.path.realpath(frame.f_code.co_filename))
+        if revision:
+            found = revision
+    return found
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, a one-line summary of an exception."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

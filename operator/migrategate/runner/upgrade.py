@@ -1,0 +1,152 @@
+"""Hand the database to the project's own env.py and run ``alembic.command.upgrade``.
+
+env.py files find the URL in different places, so it is put in all of them:
+``config.attributes["connection"]`` (a connection not inside a transaction, so
+Alembic owns the transaction), ``sqlalchemy.url`` (``%`` escaped) and the
+``DATABASE_URL_SYNC`` environment variable. ``DATABASE_URL`` is left alone.
+"""
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, exc
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.pool import NullPool
+
+from .contract import SYNC_URL_ENV, Driver
+from .database import connect_args, is_permanent_connect_error, sqlstate
+from .errors import BadInput, MigrationFailed, RunnerError, Transient
+from .scripts import failing_revision, first_line, reads_shared_connection, starts_own_event_loop
+from .urls import escape_for_ini, render
+
+# SQLSTATE classes meaning the connection went away mid-run: worth a retry.
+CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+@contextlib.contextmanager
+def exported(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable for the duration of the block, then restore it."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
+def _upgrade_on(connection: Any, cfg: Config, target: str) -> None:
+    """Run the upgrade with ``connection`` shared with env.py (None: env.py connects itself)."""
+    if connection is None:
+        command.upgrade(cfg, target)
+        return
+    cfg.attributes["connection"] = connection
+    try:
+        command.upgrade(cfg, target)
+        # env.py began no transaction of its own (or Alembic did not own it): keep its work.
+        if connection.in_transaction():
+            connection.commit()
+    finally:
+        cfg.attributes.pop("connection", None)
+
+
+def _upgrade_sync(url: URL, driver: str, cfg: Config, target: str, share: bool) -> None:
+    if not share:
+        _upgrade_on(None, cfg, target)
+        return
+    engine = create_engine(
+        url, poolclass=NullPool, connect_args=connect_args(url, driver), future=True
+    )
+    try:
+        with engine.connect() as connection:
+            _upgrade_on(connection, cfg, target)
+    finally:
+        engine.dispose()
+
+
+def _upgrade_in_greenlet(url: URL, driver: str, cfg: Config, target: str) -> None:
+    """asyncpg without a sync driver: run env.py inside ``run_sync``.
+
+    There, sync-style code (a shared connection, or env.py's own ``create_engine``
+    on the asyncpg URL) works through SQLAlchemy's greenlet bridge.
+    """
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    def body(connection: Connection) -> None:
+        _upgrade_on(connection, cfg, target)
+
+    async def go() -> None:
+        engine = create_async_engine(
+            url, poolclass=NullPool, connect_args=connect_args(url, driver)
+        )
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(body)
+        finally:
+            await engine.dispose()
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(go())
+    finally:
+        loop.close()
+
+
+def run_upgrade(
+    cfg: Config, scripts: ScriptDirectory, url: URL, driver: str, target: str, env_source: str
+) -> None:
+    """Run ``alembic upgrade <target>`` through the project's env.py; raise typed errors."""
+    cfg.set_main_option("sqlalchemy.url", escape_for_ini(render(url, show_password=True)))
+    share = reads_shared_connection(env_source)
+    with exported(SYNC_URL_ENV, render(url, show_password=True)):
+        try:
+            if driver != Driver.ASYNCPG.value:
+                _upgrade_sync(url, driver, cfg, target, share)
+            elif starts_own_event_loop(env_source):
+                _upgrade_on(None, cfg, target)  # env.py builds its async engine and loop itself
+            else:
+                _upgrade_in_greenlet(url, driver, cfg, target)
+        except RunnerError:
+            raise
+        except Exception as error:
+            raise classify_failure(error, scripts) from None
+
+
+def classify_failure(error: BaseException, scripts: ScriptDirectory) -> RunnerError:
+    """Turn what env.py or a revision raised into a typed error with a one-line message."""
+    revision = failing_revision(error, scripts)
+    summary = first_line(error)
+    if _connection_lost(error):
+        where = f" in revision {revision}" if revision else ""
+        return Transient(f"lost the database connection{where}: {summary}; retry")
+    if revision is None and isinstance(error, exc.OperationalError):
+        if is_permanent_connect_error(error):
+            return BadInput(f"env.py could not log in to the database: {summary}; check the URL")
+        return Transient(f"env.py could not reach the database: {summary}; retry")
+    if revision:
+        return MigrationFailed(
+            f"revision {revision} failed: {summary}; the transaction was rolled back,"
+            " fix the revision and ship a new image",
+            failed_revision=revision,
+        )
+    if isinstance(error, (ImportError, SyntaxError)):
+        return BadInput(
+            f"env.py could not be loaded: {summary}; run from the project directory"
+            " (it is put on sys.path) or fix the import"
+        )
+    return MigrationFailed(f"env.py failed before any revision ran: {summary}")
+
+
+def _connection_lost(error: BaseException) -> bool:
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    state = sqlstate(error) or ""
+    return isinstance(error, exc.OperationalError) and state.startswith(CONNECTION_LOST_STATES)
