@@ -1,0 +1,362 @@
+"""The operator end to end: real API server, Job controller, pod runner, runner and PostgreSQL.
+
+Each test gets a namespace and an operator process scoped to it. Images are
+sample Alembic projects (tests/samples) mapped by the pod runner's image table.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import operatorproc
+import pytest
+from kubeharness.images import DEFAULT_PATH, Image
+from kubeharness.wait import eventually
+
+TESTS = Path(__file__).resolve().parents[1]
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+import pgserver  # noqa: E402
+import samples  # noqa: E402
+from migrategate.runner import contract  # noqa: E402
+
+REPO = TESTS.parent
+NONROOT = 65534  # the Job's restricted securityContext refuses root
+SEEDS = sorted(samples.STYLES)
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserver.PgServer]:
+    with pgserver.running_server(tmp_path_factory.mktemp("pg")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = importlib.util.spec_from_file_location("build_payload", REPO / "image/build_payload.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return Path(module.build_payload(tmp_path_factory.mktemp("payload") / "p"))
+
+
+@pytest.fixture
+def runner_image(images, payload: Path) -> str:
+    images[operatorproc.RUNNER_IMAGE] = Image(
+        env={"PATH": DEFAULT_PATH}, mounts={contract.IMAGE_PAYLOAD_DIR: str(payload)}, user=NONROOT
+    )
+    return operatorproc.RUNNER_IMAGE
+
+
+@pytest.fixture
+def app_image(images, tmp_path: Path) -> Callable[[str, str], str]:
+    """app_image(style, version) -> an image name whose /app is that sample project."""
+
+    def make(style: str, version: str) -> str:
+        name = f"{style.replace('_', '-')}:{version}"
+        app_dir = samples.materialize(style, version, tmp_path / "images" / name.replace(":", "-"))
+        images[name] = Image(
+            env={"PATH": DEFAULT_PATH, "PYTHONPATH": "/app"},
+            mounts={"/app": str(app_dir)},
+            working_dir="/app",
+            user=NONROOT,
+        )
+        return name
+
+    return make
+
+
+@pytest.fixture
+def crd(control_plane) -> None:
+    control_plane.kubectl("apply", "-f", str(REPO / "crds/databasemigrations.migrategate.io.yaml"))
+    eventually(lambda: control_plane.kubectl("get", "dbm", "-A"), timeout=30)
+
+
+@pytest.fixture
+def operator(control_plane, namespace, crd, runner_image, tmp_path) -> Iterator[Any]:
+    with operatorproc.running(control_plane.env, namespace, tmp_path / "operator.log") as op:
+        yield op
+
+
+class Cluster:
+    """Small helpers over kubectl for one namespace."""
+
+    def __init__(self, cp, namespace: str) -> None:
+        self.cp = cp
+        self.ns = namespace
+
+    def kubectl(self, *args: str, **kw) -> str:
+        return self.cp.kubectl(*args, "-n", self.ns, **kw)
+
+    def secret(self, name: str, url: str) -> None:
+        manifest = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": {"url": url},
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+    def migration(self, name: str, image: str, secret: str, **spec: Any) -> None:
+        manifest = {
+            "apiVersion": "migrategate.io/v1alpha1",
+            "kind": "DatabaseMigration",
+            "metadata": {"name": name},
+            "spec": {
+                "image": image,
+                "databaseURL": {"secretKeyRef": {"name": secret, "key": "url"}},
+                **spec,
+            },
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+    def get(self, *what: str) -> dict[str, Any]:
+        return json.loads(self.kubectl("get", *what, "-o", "json"))
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.get("dbm", name).get("status") or {}
+
+    def jobs(self, name: str) -> list[dict[str, Any]]:
+        return self.get("jobs", "-l", f"migrategate.io/migration={name}")["items"]
+
+    def wait_ready(self, name: str, timeout: int = 120) -> dict[str, Any]:
+        self.kubectl("wait", "--for=condition=Ready", f"dbm/{name}", f"--timeout={timeout}s")
+        return self.status(name)
+
+    def wait_condition(self, name: str, kind: str, timeout: float = 120) -> dict[str, Any]:
+        def check() -> dict[str, Any]:
+            st = self.status(name)
+            conds = {c["type"]: c for c in st.get("conditions") or []}
+            assert conds.get(kind, {}).get("status") == "True", st
+            return st
+
+        return eventually(check, timeout=timeout, interval=0.2)
+
+
+@pytest.fixture
+def cluster(control_plane, namespace) -> Cluster:
+    return Cluster(control_plane, namespace)
+
+
+def db_heads(pg: pgserver.PgServer, db: str) -> list[str]:
+    return sorted(row[0] for row in pg.execute("SELECT version_num FROM alembic_version", db))
+
+
+def assert_no_password(text: str) -> None:
+    for secret in (pgserver.APP_PASSWORD, pgserver.SPECIAL_PASSWORD):
+        assert secret not in text
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_every_seed_sample_reaches_ready(cluster, operator, app_image, pg):
+    dbs = {}
+    for style in SEEDS:
+        name = style.replace("_", "-")
+        dbs[name] = pg.create_database()
+        cluster.secret(f"{name}-db", pg.url(dbs[name]))
+        cluster.migration(name, app_image(style, "v1"), f"{name}-db")
+    head = samples.head_of("v1")
+    for name, db in dbs.items():
+        st = cluster.wait_ready(name)
+        assert st["phase"] == "Succeeded"
+        assert st["currentRevision"] == [head] and st["targetRevision"] == [head]
+        assert st["appliedRevisions"][-1] == head and len(st["appliedRevisions"]) == 3
+        assert st["migratedImage"] == st["image"]
+        assert st["observedGeneration"] == 1 and st["attempts"] == 1
+        assert db_heads(pg, db) == [head]
+        assert len(cluster.jobs(name)) == 1
+    table = cluster.kubectl("get", "dbm")
+    header = table.splitlines()[0].split()
+    assert header == ["NAME", "PHASE", "IMAGE", "REVISION", "AGE"], table
+    assert table.count("Succeeded") == len(SEEDS) and head in table
+    assert_no_password(operator.log())
+    assert 'migrategate_migrations_total{outcome="succeeded"} 5.0' in operator.metrics()
+
+
+def test_new_image_gives_a_new_job_and_applied_revisions(cluster, operator, app_image, pg):
+    db = pg.create_database()
+    cluster.secret("db", pg.url(db, user=pgserver.SPECIAL_USER, password=pgserver.SPECIAL_PASSWORD))
+    style = "seed004_ini_url"
+    cluster.migration("shop", app_image(style, "v1"), "db")
+    first = cluster.wait_ready("shop")
+    v2 = app_image(style, "v2")
+    cluster.kubectl(
+        "patch", "dbm", "shop", "--type=merge", "-p", json.dumps({"spec": {"image": v2}})
+    )
+
+    def migrated() -> dict[str, Any]:
+        st = cluster.status("shop")
+        assert st.get("observedGeneration") == 2 and st.get("phase") == "Succeeded", st
+        return st
+
+    st = eventually(migrated, timeout=120)
+    assert st["jobName"] != first["jobName"]
+    assert st["appliedRevisions"] == [samples.head_of("v2")]
+    assert st["currentRevision"] == [samples.head_of("v2")]
+    assert st["migratedImage"] == v2
+    assert {j["metadata"]["name"] for j in cluster.jobs("shop")} == {
+        first["jobName"],
+        st["jobName"],
+    }
+
+
+def test_failing_revision_stalls_without_leaking_or_looping(cluster, operator, app_image, pg):
+    db = pg.create_database()
+    cluster.secret("db", pg.url(db))
+    style = "seed000_env_sync_url"
+    cluster.migration("shop", app_image(style, "v1"), "db")
+    cluster.wait_ready("shop")
+    cluster.migration("shop", app_image(style, "v2-broken"), "db")
+    st = cluster.wait_condition("shop", "Stalled")
+    assert st["phase"] == "Failed"
+    assert "MigrationFailed" in st["message"]
+    assert_no_password(json.dumps(st))
+    assert db_heads(pg, db) == [samples.head_of("v1")]
+    jobs = {j["metadata"]["name"] for j in cluster.jobs("shop")}
+    # Over 30 s, no new Job appears and the status stays put.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert {j["metadata"]["name"] for j in cluster.jobs("shop")} == jobs
+        assert cluster.status("shop")["phase"] == "Failed"
+        time.sleep(2)
+    events = cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=shop")
+    assert "MigrationFailed" in events
+    assert_no_password(events + operator.log())
+    # The fix (a new image) starts again and succeeds.
+    cluster.migration("shop", app_image(style, "v3"), "db")
+    eventually(lambda: _assert_phase(cluster, "shop", "Succeeded", generation=3), timeout=120)
+    assert db_heads(pg, db) == [samples.head_of("v3")]
+
+
+def _assert_phase(cluster: Cluster, name: str, phase: str, generation: int) -> None:
+    st = cluster.status(name)
+    assert st.get("observedGeneration") == generation and st.get("phase") == phase, st
+
+
+def test_missing_secret_stalls_naming_it(cluster, operator, app_image):
+    cluster.migration("shop", app_image("seed004_ini_url", "v1"), "no-such-secret")
+    st = cluster.wait_condition("shop", "Stalled", timeout=60)
+    assert st["phase"] == "Failed"
+    assert "no-such-secret" in st["message"]
+    assert "CreateContainerConfigError" in st["message"]
+    # The stuck Job is removed, so creating the Secret later runs nothing unannounced.
+    eventually(lambda: _assert_no_active_jobs(cluster, "shop"), timeout=30)
+
+
+def _assert_no_active_jobs(cluster: Cluster, name: str) -> None:
+    assert cluster.jobs(name) == []
+
+
+def test_operator_killed_while_job_runs_adopts_it(
+    cluster, control_plane, namespace, crd, runner_image, app_image, pg, tmp_path
+):
+    db = pg.create_database()
+    cluster.secret("db", pg.url(db))
+    style = "seed002_async_engine_wrap"
+    # Revision 0004 of v2 waits for this advisory lock: the Job runs as long as the test holds it.
+    with pg.admin_connection(db) as blocker:
+        blocker.execute("SELECT pg_advisory_lock(%s)", (samples.SLOW_LOCK_KEY,))
+        log = tmp_path / "operator.log"
+        op = operatorproc.Operator(control_plane.env, namespace, log)
+        op.start()
+        try:
+            cluster.migration("shop", app_image(style, "v2"), "db")
+            eventually(lambda: _assert_phase(cluster, "shop", "Running", 1), timeout=60)
+            eventually(lambda: _assert_pod_running(cluster), timeout=60)
+            op.kill()
+            op = operatorproc.Operator(control_plane.env, namespace, log)
+            op.start()
+        finally:
+            blocker.execute("SELECT pg_advisory_unlock(%s)", (samples.SLOW_LOCK_KEY,))
+    try:
+        st = cluster.wait_ready("shop")
+        assert st["attempts"] == 1
+        assert len(cluster.jobs("shop")) == 1
+        assert db_heads(pg, db) == [samples.head_of("v2")]
+    finally:
+        op.stop()
+        print(op.log()[-20000:])
+
+
+def _assert_pod_running(cluster: Cluster) -> None:
+    pods = cluster.get("pods", "-l", "migrategate.io/migration=shop")["items"]
+    assert pods and pods[0]["status"].get("phase") == "Running", pods
+
+
+def test_transient_failure_is_retried_once_the_database_is_back(cluster, operator, app_image, pg):
+    db = pg.create_database()
+    cluster.secret("db", pg.url(db))
+    pg.stop()
+    try:
+        cluster.migration(
+            "shop",
+            app_image("seed001_async_settings", "v1"),
+            "db",
+            retry={"limit": 5, "backoffSeconds": 3, "maxBackoffSeconds": 10},
+        )
+
+        def first_attempt_failed() -> dict[str, Any]:
+            st = cluster.status("shop")
+            assert st.get("phase") == "Pending" and st.get("nextAttemptAt"), st
+            return st
+
+        st = eventually(first_attempt_failed, timeout=90)
+        assert st["attempts"] == 1 and "Transient" in st["message"]
+    finally:
+        pg.start()
+    st = cluster.wait_ready("shop")
+    assert st["attempts"] >= 2
+    assert db_heads(pg, db) == [samples.head_of("v1")]
+
+
+def test_operator_without_secret_permissions_completes(
+    cluster, control_plane, namespace, crd, runner_image, app_image, pg, tmp_path
+):
+    cp = control_plane
+    cp.kubectl("create", "namespace", "migrategate-system", check=False)
+    cp.kubectl("apply", "-f", str(REPO / "deploy/rbac.yaml"))
+    sa = "system:serviceaccount:migrategate-system:migrategate-operator"
+    for verb in ("get", "list", "watch"):
+        out = cp.kubectl("auth", "can-i", verb, "secrets", "-n", namespace, "--as", sa, check=False)
+        assert out.strip() == "no"
+    token = cp.kubectl(
+        "create", "token", "migrategate-operator", "-n", "migrategate-system"
+    ).strip()
+    kubeconfig = tmp_path / "operator.kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "local",
+                        "cluster": {"server": cp.server, "certificate-authority": str(cp.ca_file)},
+                    }
+                ],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [{"name": "op", "context": {"cluster": "local", "user": "operator"}}],
+                "current-context": "op",
+            }
+        )
+    )
+    db = pg.create_database()
+    cluster.secret("db", pg.url(db))
+    env = {**cp.env, "KUBECONFIG": str(kubeconfig)}
+    with operatorproc.running(env, namespace, tmp_path / "operator.log") as op:
+        cluster.migration("shop", app_image("seed003_settings_sync_property", "v1"), "db")
+        st = cluster.wait_ready("shop")
+        assert st["currentRevision"] == [samples.head_of("v1")]
+        assert "Forbidden" not in op.log() and "forbidden" not in op.log()
