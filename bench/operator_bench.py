@@ -1,0 +1,202 @@
+"""Operator latency benchmark on the local control plane (watch-driven, 20 runs by default).
+
+    .venv/bin/python bench/operator_bench.py [--runs 20] [--json out.json]
+
+Measures, per run, with the bench's own watches on the API server:
+- apply -> Job created: from the DatabaseMigration create call returning to the
+  Job's ADDED watch event;
+- Job Complete -> CR Ready: from the Job's watch event carrying Complete=True to
+  the DatabaseMigration's watch event carrying Ready=True;
+and the operator's RSS after the runs, idle.
+
+It starts its own control plane, pod runner, PostgreSQL and operator process
+(the same pieces as tests/cluster), and one sample project as the app image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+for extra in (REPO / "tests", REPO / "tests" / "cluster"):
+    sys.path.insert(0, str(extra))
+
+import operatorproc  # noqa: E402
+import pgserver  # noqa: E402
+import samples  # noqa: E402
+from kubeharness import controlplane  # noqa: E402
+from kubeharness.images import DEFAULT_PATH, Image, ImageTable  # noqa: E402
+from kubeharness.podrunner import PodRunner  # noqa: E402
+from kubernetes_asyncio import client, config, watch  # noqa: E402
+from migrategate.api import constants as c  # noqa: E402
+from migrategate.runner import contract  # noqa: E402
+
+NAMESPACE = "bench"
+APP_IMAGE = "bench-app:v1"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {
+        "n": len(ms),
+        "p50_ms": round(statistics.median(ms), 1),
+        "p95_ms": round(percentile(ms, 95), 1),
+        "max_ms": round(max(ms), 1),
+    }
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+class Clock:
+    """Watch-event arrival times, by object name."""
+
+    def __init__(self) -> None:
+        self.job_added: dict[str, float] = {}
+        self.job_complete: dict[str, float] = {}
+        self.ready: dict[str, float] = {}
+
+    async def watch_jobs(self, api: client.ApiClient) -> None:
+        batch = client.BatchV1Api(api)
+        async with watch.Watch() as w:
+            async for event in w.stream(
+                batch.list_namespaced_job, NAMESPACE, label_selector=c.LABEL_MIGRATION
+            ):
+                now = time.monotonic()
+                job = event["object"]
+                owner = job.metadata.labels[c.LABEL_MIGRATION]
+                self.job_added.setdefault(owner, now)
+                conds = job.status.conditions or []
+                if any(x.type == "Complete" and x.status == "True" for x in conds):
+                    self.job_complete.setdefault(owner, now)
+
+    async def watch_migrations(self, api: client.ApiClient) -> None:
+        custom = client.CustomObjectsApi(api)
+        async with watch.Watch() as w:
+            async for event in w.stream(
+                custom.list_namespaced_custom_object, c.GROUP, c.VERSION, NAMESPACE, c.PLURAL
+            ):
+                now = time.monotonic()
+                obj = event["object"]
+                conds = (obj.get("status") or {}).get("conditions") or []
+                if any(x["type"] == "Ready" and x["status"] == "True" for x in conds):
+                    self.ready.setdefault(obj["metadata"]["name"], now)
+
+
+async def run_bench(cp: Any, pg: pgserver.PgServer, runs: int) -> dict[str, Any]:
+    await config.load_kube_config(config_file=str(cp.kubeconfig))
+    db = pg.create_database()
+    cp.kubectl(
+        "create", "secret", "generic", "db", "-n", NAMESPACE, f"--from-literal=url={pg.url(db)}"
+    )
+    clock = Clock()
+    applied: dict[str, float] = {}
+    async with client.ApiClient() as api:
+        tasks = [
+            asyncio.create_task(clock.watch_jobs(api)),
+            asyncio.create_task(clock.watch_migrations(api)),
+        ]
+        await asyncio.sleep(1)  # let both watches establish
+        custom = client.CustomObjectsApi(api)
+        for i in range(runs):
+            name = f"bench-{i:03d}"
+            body = {
+                "apiVersion": c.API_VERSION,
+                "kind": c.KIND,
+                "metadata": {"name": name},
+                "spec": {
+                    "image": APP_IMAGE,
+                    "databaseURL": {"secretKeyRef": {"name": "db", "key": "url"}},
+                },
+            }
+            await custom.create_namespaced_custom_object(
+                c.GROUP, c.VERSION, NAMESPACE, c.PLURAL, body
+            )
+            applied[name] = time.monotonic()
+            deadline = time.monotonic() + 120
+            while name not in clock.ready:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{name} not Ready in 120 s")
+                await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+    names = sorted(applied)
+    return {
+        "apply_to_job_created": summary([clock.job_added[n] - applied[n] for n in names]),
+        "job_complete_to_ready": summary([clock.ready[n] - clock.job_complete[n] for n in names]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO / "image"))
+    from build_payload import build_payload
+
+    with tempfile.TemporaryDirectory(prefix="mg-bench-") as tmp:
+        work = Path(tmp)
+        payload = build_payload(work / "payload")
+        app = samples.materialize("seed004_ini_url", "v1", work / "app")
+        table = ImageTable()
+        table[operatorproc.RUNNER_IMAGE] = Image(
+            env={"PATH": DEFAULT_PATH},
+            mounts={contract.IMAGE_PAYLOAD_DIR: str(payload)},
+            user=65534,
+        )
+        table[APP_IMAGE] = Image(
+            env={"PATH": DEFAULT_PATH, "PYTHONPATH": "/app"},
+            mounts={"/app": str(app)},
+            working_dir="/app",
+            user=65534,
+        )
+        with (
+            pgserver.running_server(work / "pg") as pg,
+            controlplane.running(work / "cp") as cp,
+        ):
+            runner = PodRunner(cp, table, work / "cp")
+            runner.start()
+            try:
+                cp.kubectl("apply", "-f", str(REPO / "crds" / f"{c.CRD_NAME}.yaml"))
+                cp.kubectl("create", "namespace", NAMESPACE)
+                time.sleep(2)  # the default ServiceAccount appears asynchronously
+                with operatorproc.running(cp.env, NAMESPACE, work / "operator.log") as op:
+                    results = asyncio.run(run_bench(cp, pg, args.runs))
+                    time.sleep(5)  # idle
+                    assert op.proc is not None
+                    results["operator_idle_rss_mb"] = round(rss_mb(op.proc.pid), 1)
+            finally:
+                runner.stop()
+    results["goals"] = {
+        "apply_to_job_created_p95_ms": 300,
+        "job_complete_to_ready_p95_ms": 300,
+        "idle_rss_mb": 120,
+    }
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
