@@ -14,5 +14,12 @@ async def on_migration(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> 
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    for decorator in (kopf.on.resume, kopf.on.create, kopf.on.update):
-        decorator(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="reconcile")(on_migration)  # type: ignore[arg-type]  # kopf passes kwargs by name
+    for cause, decorator in (
+        ("resume", kopf.on.resume),
+        ("create", kopf.on.create),
+        ("update", kopf.on.update),
+    ):
+        register_one = decorator(
+            c.GROUP, c.VERSION, c.PLURAL, registry=registry, id=f"reconcile-on-{cause}"
+        )
+        register_one(on_migration)  # type: ignore[arg-type]  # kopf passes kwargs by name
