@@ -56,13 +56,14 @@ def resolve_target(scripts: ScriptDirectory, target: str) -> tuple:
     """The revision ids ``target`` names (``head`` must be a single head)."""
     try:
         found = scripts.get_revisions(target)
-    except MultipleHeads as exc:
-        heads = ", ".join(sorted(scripts.get_heads()))
-        raise BadInput(
-            f"the scripts have multiple heads ({heads}): merge them with"
-            f" `alembic merge heads`, or pass --target heads or one revision"
-        ) from exc
-    except (ResolutionError, RevisionError, CommandError):
+    except (MultipleHeads, ResolutionError, RevisionError, CommandError) as exc:
+        # ScriptDirectory wraps MultipleHeads in a CommandError; recognise either.
+        if isinstance(exc, MultipleHeads) or "multiple head" in str(exc).lower():
+            heads = ", ".join(sorted(scripts.get_heads()))
+            raise BadInput(
+                f"the scripts have multiple heads ({heads}): merge them with"
+                " `alembic merge heads`, or pass --target heads or one revision"
+            ) from None
         raise BadInput(
             f"unknown target revision {target!r}: pass head, heads or a revision id"
             " that exists in this image's scripts"

@@ -1,0 +1,129 @@
+"""The CLI: parser built from contract.OPTIONS, env fallback, exit codes, result file, masking."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from migrategate.runner import cli, contract
+from migrategate.runner.contract import ExitCode, ResultKey
+
+SECRET = "Hunter2-Pw%40x"
+
+
+def run(argv: list[str], environ: dict[str, str] | None = None) -> tuple[int, str]:
+    out = io.StringIO()
+    code = cli.main(argv, stream=out, environ=environ or {})
+    return code, out.getvalue()
+
+
+def test_every_contract_option_is_a_flag_of_every_command() -> None:
+    parser = cli.build_parser(io.StringIO())
+    for command in contract.COMMANDS:
+        argv = [command]
+        for option in contract.OPTIONS:
+            argv += [option.flag, option.choices[0] if option.choices else "7"]
+        args = parser.parse_args(argv)
+        for option in contract.OPTIONS:
+            expected = option.choices[0] if option.choices else "7"
+            assert getattr(args, option.name) == expected
+
+
+def test_environment_fills_options_and_flags_win() -> None:
+    parser = cli.build_parser(io.StringIO())
+    environ = {o.env: (o.choices[-1] if o.choices else "11") for o in contract.OPTIONS}
+    environ[contract.X_ARG_ENV] = "a=1\n\nb=2\n"
+    settings = cli.settings_from(parser.parse_args(["migrate", "--target", "abc"]), environ)
+    assert settings.target == "abc"
+    assert settings.config == "11" and settings.section == "11"
+    assert settings.lock_timeout == 11.0 and settings.timeout == 11.0
+    assert settings.driver == "asyncpg" and settings.if_ahead == "fail"
+    assert settings.x_args == ("a=1", "b=2")
+    flagged = cli.settings_from(parser.parse_args(["migrate", "-x", "c=3"]), environ)
+    assert flagged.x_args == ("c=3",)
+
+
+def test_defaults_come_from_the_contract() -> None:
+    settings = cli.settings_from(cli.build_parser(io.StringIO()).parse_args(["check"]), {})
+    defaults = {o.name: o.default for o in contract.OPTIONS}
+    assert settings.config == defaults["config"] and settings.target == defaults["target"]
+    assert settings.lock_timeout == float(defaults["lock_timeout"])
+    assert settings.result_file is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "fragment"),
+    [
+        (["migrate", "--driver", "mysqldb"], {}, "invalid choice"),
+        (["migrate"], {"MIGRATEGATE_DRIVER": "odbc"}, "MIGRATEGATE_DRIVER='odbc'"),
+        (["migrate", "--lock-timeout", "soon"], {}, "--lock-timeout must be"),
+        (["wait", "--timeout", "-3"], {}, "--timeout must be"),
+        (["explode"], {}, "invalid choice"),
+        ([], {}, "required"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv: list[str], environ: dict, fragment: str) -> None:
+    code, output = run(argv, environ)
+    assert code == ExitCode.BAD_INPUT
+    assert fragment in output
+    assert output.count("\n") == 1 and "Traceback" not in output
+
+
+def test_missing_url_writes_a_masked_result(tmp_path: Path) -> None:
+    result = tmp_path / "out" / "result.json"
+    code, output = run(["migrate", "--result-file", str(result)], {})
+    assert code == ExitCode.BAD_INPUT
+    assert "DATABASE_URL is not set" in output
+    data = json.loads(result.read_text())
+    assert data[ResultKey.EXIT_CODE] == 2
+    assert data[ResultKey.ERROR_CLASS] == contract.ErrorClass.BAD_INPUT.value
+    assert data[ResultKey.OUTCOME] == contract.Outcome.FAILED.value
+    assert set(data) == {v for k, v in vars(ResultKey).items() if k.isupper()}
+
+
+def test_malformed_url_never_shows_the_password(tmp_path: Path) -> None:
+    result = tmp_path / "r.json"
+    environ = {"DATABASE_URL": f"postgresql+asyncpg://app:{SECRET}@db:port/shop"}
+    code, output = run(["migrate", "--result-file", str(result)], environ)
+    assert code == ExitCode.BAD_INPUT
+    assert "not a valid database URL" in output
+    for text in (output, result.read_text()):
+        assert SECRET not in text and "Hunter2" not in text
+
+
+def test_url_command_masks_unless_show_password() -> None:
+    environ = {"DATABASE_URL": f"postgresql+asyncpg://app:{SECRET}@db:5432/shop?ssl=require"}
+    code, output = run(["url", "--driver", "psycopg"], environ)
+    assert code == 0
+    assert output.strip() == "postgresql+psycopg://app:***@db:5432/shop?sslmode=require"
+    code, output = run(["url", "--driver", "psycopg", "--show-password"], environ)
+    assert code == 0 and SECRET in output
+
+
+def test_missing_config_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    environ = {"DATABASE_URL": f"postgresql+asyncpg://app:{SECRET}@127.0.0.1:1/shop"}
+    code, output = run(["check"], environ)
+    assert code == ExitCode.BAD_INPUT
+    assert "alembic.ini" in output and "--config" in output and SECRET not in output
+
+
+def test_help_goes_to_the_injected_stream() -> None:
+    code, output = run(["migrate", "--help"])
+    assert code == 0
+    for option in contract.OPTIONS:
+        assert option.flag in output and option.env in output
+
+
+def test_cwd_becomes_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    cli.ensure_cwd_importable()
+    assert sys.path[0] == str(tmp_path)
+    before = list(sys.path)
+    cli.ensure_cwd_importable()
+    assert sys.path == before
