@@ -70,6 +70,16 @@ def test_args_parse_with_a_parser_built_from_the_contract():
     assert ns.x == ["a=1", "b=x=y"]
 
 
+def test_default_args_are_plain_values_the_cli_accepts():
+    args = runner_args(DatabaseMigrationSpec.model_validate(BASE))
+    pairs = dict(zip(args[1::2], args[2::2], strict=True))
+    assert pairs["--driver"] == "auto" and pairs["--if-ahead"] == "succeed"
+    assert pairs["--target"] == "head" and pairs["--lock-timeout"] == "300"
+    for opt in contract.OPTIONS:
+        if opt.choices and opt.flag in pairs:
+            assert pairs[opt.flag] in opt.choices
+
+
 def test_database_url_comes_from_the_secret_and_result_from_termination_log():
     main = pod(build())["containers"][0]
     env = {e["name"]: e for e in main["env"]}

@@ -124,7 +124,8 @@ def test_transient_failure_waits_for_backoff_then_retries():
     failed = dict(
         jobs=[job(name=name, chash=CHASH, state="failed")], pods=[pod(name, 3, result(3))]
     )
-    waiting = run(body(), **failed)
+    waiting = run(body(status={"currentRevision": ["a1"]}), **failed)
+    assert waiting.status["currentRevision"] == ["a1"]  # unknown while the database is away
     assert waiting.create is None
     assert waiting.status["phase"] == "Pending"
     assert cond(waiting, "Reconciling")["status"] == "True"

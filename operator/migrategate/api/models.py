@@ -30,6 +30,7 @@ class _Model(BaseModel):
         populate_by_name=True,
         extra="ignore",  # the API server prunes unknown fields; stay lenient on read
         use_enum_values=True,
+        validate_default=True,  # so defaults become plain values too, as parsed input does
     )
 
 

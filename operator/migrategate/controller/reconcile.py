@@ -210,7 +210,9 @@ def _result_fields(verdict: Verdict) -> dict[str, Any]:
     if verdict.kind is Kind.RUNNING:
         return out
     out["finishedAt"] = verdict.finished_at
-    res = verdict.result or {}
+    # A transient failure may never have reached the database: its revisions say nothing.
+    res = verdict.result if verdict.kind is not Kind.TRANSIENT else None
+    res = res or {}
     current = res.get(ResultKey.TO_REVISIONS) or res.get(ResultKey.FROM_REVISIONS)
     if current is not None:
         out["currentRevision"] = list(current)
