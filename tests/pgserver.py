@@ -111,7 +111,9 @@ class PgServer:
             "--encoding=UTF8",
             "--no-sync",
         ]
-        subprocess.run(cmd, check=True, capture_output=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:  # e.g. base_dir under a directory the server user cannot enter
+            raise RuntimeError(f"initdb failed in {self.base_dir}: {done.stderr.strip()}")
         pwfile.unlink()
         conf = "".join(f"{k} = '{v}'\n" for k, v in FAST_SETTINGS.items())
         conf += f"port = {self.port}\nunix_socket_directories = '{self.socket_dir}'\n"

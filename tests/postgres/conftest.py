@@ -16,9 +16,13 @@ import pgserver  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserver.PgServer]:
-    """One server for the whole session; started once, stopped and deleted at the end."""
-    with pgserver.running_server(tmp_path_factory.mktemp("pg")) as server:
+def pg_server() -> Iterator[pgserver.PgServer]:
+    """One server for the whole session; started once, stopped and deleted at the end.
+
+    Its directory is a fresh /tmp/migrategate-pg-* (pytest's tmp dirs are private to
+    root, and the server runs as an unprivileged user).
+    """
+    with pgserver.running_server() as server:
         yield server
 
 

@@ -1,0 +1,120 @@
+"""Helpers for running the real ``migrategate`` CLI in a subprocess against a sample project."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pgserver
+
+VENV_BIN = Path(sys.executable).parent
+MIGRATEGATE = str(VENV_BIN / "migrategate")  # the console script: it does not put cwd on sys.path
+BLOCKED_DRIVERS = ("psycopg", "psycopg2", "psycopg_binary", "psycopg_c")
+
+SITECUSTOMIZE = f'''
+"""Test-only: make the sync drivers unimportable, as in an image that has only asyncpg."""
+import sys
+
+
+class _BlockSyncDrivers:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {BLOCKED_DRIVERS!r}:
+            raise ImportError(name + " is blocked in this test environment")
+        return None
+
+
+sys.meta_path.insert(0, _BlockSyncDrivers())
+'''
+
+
+@dataclass
+class Run:
+    """One finished runner process."""
+
+    code: int
+    stdout: str
+    stderr: str
+    result: dict
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def base_env(url: str, marker: Path | None = None) -> dict[str, str]:
+    """The environment an application pod would have: DATABASE_URL only (plus PATH)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATABASE_URL": url}
+    if marker is not None:
+        env["SAMPLE_IMPORT_MARKER"] = str(marker)
+    return env
+
+
+def asyncpg_only(env: dict[str, str], tmp: Path) -> dict[str, str]:
+    """``env`` with psycopg and psycopg2 made unimportable (a sitecustomize on PYTHONPATH)."""
+    block = tmp / "block-sync-drivers"
+    block.mkdir(exist_ok=True)
+    (block / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    return {**env, "PYTHONPATH": str(block)}
+
+
+def start(
+    cwd: Path, env: dict[str, str], *args: str, result: Path | None = None
+) -> subprocess.Popen:
+    """Start ``migrategate <args>`` in ``cwd``."""
+    argv = [MIGRATEGATE, *args]
+    if result is not None:
+        argv += ["--result-file", str(result)]
+    return subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen, result: Path | None, timeout: float = 120) -> Run:
+    stdout, stderr = proc.communicate(timeout=timeout)
+    data = json.loads(result.read_text()) if result is not None and result.exists() else {}
+    return Run(proc.returncode, stdout, stderr, data)
+
+
+def run(cwd: Path, env: dict[str, str], *args: str, timeout: float = 120) -> Run:
+    """Run ``migrategate <args> --result-file`` in ``cwd`` and collect everything it left."""
+    result = cwd.parent / f"result-{os.urandom(4).hex()}.json"
+    return finish(start(cwd, env, *args, result=result), result, timeout)
+
+
+def password_spellings() -> list[str]:
+    """Every way the test passwords could appear in text."""
+    spellings = set()
+    for password in (pgserver.APP_PASSWORD, pgserver.SPECIAL_PASSWORD):
+        spellings |= {password, quote(password, safe=""), quote_plus(password), quote(password)}
+    return sorted(spellings)
+
+
+def assert_no_password(*texts: object) -> None:
+    """No test password, raw or encoded, in any of ``texts`` (strings, dicts, Runs)."""
+    for text in texts:
+        if isinstance(text, Run):
+            blob = text.output + json.dumps(text.result)
+        elif isinstance(text, dict):
+            blob = json.dumps(text)
+        else:
+            blob = str(text)
+        for spelling in password_spellings():
+            assert spelling not in blob, "a password leaked into the output"
+
+
+def versions(pg: pgserver.PgServer, db: str) -> list[str]:
+    """The revisions recorded in the database ([] if none)."""
+    exists = pg.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL", db)[0][0]
+    if not exists:
+        return []
+    return sorted(row[0] for row in pg.execute("SELECT version_num FROM alembic_version", db))
+
+
+def marker_lines(marker: Path) -> int:
+    """How many times the sample's app package (so env.py) was imported."""
+    return len(marker.read_text().splitlines()) if marker.exists() else 0
