@@ -31,8 +31,10 @@ test: setup cluster-binaries lint
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
+# The CRD under crds/ and the Helm chart's copy, both generated from the pydantic models.
 crd: setup
 	$(VENV)/bin/migrategate crd
+	$(VENV)/bin/migrategate crd -o charts/migrategate/files
 
 bench: setup cluster-binaries
 	$(PY) -m bench

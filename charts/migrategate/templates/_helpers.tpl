@@ -29,3 +29,43 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
+
+{{/*
+RBAC rules. Keep them in step with deploy/rbac.yaml (a test compares the two).
+There is no rule for Secrets on purpose: only the migration Job's pod reads the
+database URL, through secretKeyRef.
+*/}}
+{{- define "migrategate.namespacedRules" -}}
+# The DatabaseMigrations it reconciles; patch: kopf keeps its progress in annotations.
+- apiGroups: ["migrategate.io"]
+  resources: ["databasemigrations"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["migrategate.io"]
+  resources: ["databasemigrations/status"]
+  verbs: ["get", "patch"]
+# One Job per migration content; finished ones beyond historyLimit are deleted.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# Migration pods: their termination message and waiting reasons.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# Events on DatabaseMigrations at each transition.
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
+
+{{- define "migrategate.clusterRules" -}}
+# kopf discovers served resources, so it notices the CRD being (re)installed.
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["get", "list", "watch"]
+{{- if gt (int .Values.replicas) 1 }}
+# Peering between replicas: only one of them handles events.
+- apiGroups: ["kopf.dev"]
+  resources: ["kopfpeerings", "clusterkopfpeerings"]
+  verbs: ["get", "list", "watch", "patch"]
+{{- end }}
+{{- end -}}
