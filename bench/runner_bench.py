@@ -1,0 +1,240 @@
+"""Runner benchmark: ``migrategate migrate`` against plain ``alembic upgrade head``.
+
+    .venv/bin/python -m bench runner [--runs 7] [--chain 200] [--json out.json]
+    .venv/bin/python bench/runner_bench.py ...
+
+Same project for both: a seed-000-style env.py (reads DATABASE_URL_SYNC) whose
+app package imports a moderately heavy module tree (pydantic-settings, the
+SQLAlchemy ORM and asyncio extension, asyncpg, 40 ORM models). Plain alembic
+gets DATABASE_URL_SYNC and PYTHONPATH=. as its users must set them;
+migrategate gets only DATABASE_URL. Each run is a fresh process, timed wall
+clock; the two commands alternate so machine load hits both alike.
+
+- no-op: the database is already at head (goal: ratio <= 0.8);
+- chain: ``--chain`` revisions from an empty database (goal: ratio <= 1.10).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+import pgserver  # noqa: E402
+
+BIN = Path(sys.executable).parent
+GOALS = {"no-op": 0.8, "chain": 1.10}
+
+ENV_PY = """import os
+from logging.config import fileConfig
+from alembic import context
+from sqlalchemy import create_engine
+
+from app.database import Base
+from app.models import *  # noqa
+
+config = context.config
+if config.config_file_name is not None:
+    fileConfig(config.config_file_name)
+target_metadata = Base.metadata
+db_url = os.getenv("DATABASE_URL_SYNC", config.get_main_option("sqlalchemy.url"))
+
+
+def run_migrations_online():
+    connectable = create_engine(db_url)
+    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run_migrations_online()
+"""
+
+ALEMBIC_INI = """[alembic]
+script_location = alembic
+
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)s [%(name)s] %(message)s
+"""
+
+DATABASE_PY = '''"""A moderately heavy application module tree, as real apps import from env.py."""
+import asyncpg  # noqa: F401
+from pydantic_settings import BaseSettings
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Settings(BaseSettings):
+    database_url: str = "postgresql+asyncpg://localhost/app"
+
+
+settings = Settings()
+engine = create_async_engine(settings.database_url)
+Session = async_sessionmaker(engine)
+
+
+class Base(DeclarativeBase):
+    pass
+'''
+
+MODEL = """
+
+class Model{i}(Base):
+    __tablename__ = "model_{i}"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+"""
+
+REVISION = '''"""revision {n}"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "{rev}"
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table("t_{n}", sa.Column("id", sa.Integer, primary_key=True))
+    op.execute("INSERT INTO t_{n} (id) VALUES (1)")
+
+
+def downgrade():
+    op.drop_table("t_{n}")
+'''
+
+
+def build_project(root: Path, chain: int) -> Path:
+    """Write the benchmark project: env.py, a heavy app package and ``chain`` revisions."""
+    (root / "alembic" / "versions").mkdir(parents=True)
+    (root / "app").mkdir()
+    (root / "alembic.ini").write_text(ALEMBIC_INI)
+    (root / "alembic" / "env.py").write_text(ENV_PY)
+    (root / "app" / "__init__.py").write_text("")
+    (root / "app" / "database.py").write_text(DATABASE_PY)
+    models = "from sqlalchemy import JSON, Integer, String\n"
+    models += "from sqlalchemy.orm import Mapped, mapped_column\n\nfrom app.database import Base\n"
+    models += "".join(MODEL.format(i=i) for i in range(40))
+    (root / "app" / "models.py").write_text(models)
+    down = None
+    for n in range(1, chain + 1):
+        rev = f"r{n:04d}"
+        text = REVISION.format(n=n, rev=rev, down=down)
+        (root / "alembic" / "versions" / f"{rev}.py").write_text(text)
+        down = rev
+    return root
+
+
+def commands(pg: pgserver.PgServer, db: str) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """The two contenders, each with the environment its users give it."""
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATABASE_URL": pg.url(db)}
+    sync = pg.url(db, driver="postgresql+psycopg")
+    return {
+        "migrategate": ([str(BIN / "migrategate"), "migrate"], base),
+        "alembic": (
+            [str(BIN / "alembic"), "upgrade", "head"],
+            {**base, "DATABASE_URL_SYNC": sync, "PYTHONPATH": "."},
+        ),
+    }
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stdout}{done.stderr}")
+    return elapsed
+
+
+def bench_noop(pg: pgserver.PgServer, project: Path, runs: int) -> dict[str, list[float]]:
+    db = pg.create_database()
+    contenders = commands(pg, db)
+    timed(*contenders["alembic"], project)  # bring it to head once
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(runs):
+        for name, (argv, env) in contenders.items():
+            times[name].append(timed(argv, env, project))
+    pg.drop_database(db)
+    return times
+
+
+def bench_chain(pg: pgserver.PgServer, project: Path, runs: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {"migrategate": [], "alembic": []}
+    for _ in range(runs):
+        for name in times:
+            db = pg.create_database()
+            argv, env = commands(pg, db)[name]
+            times[name].append(timed(argv, env, project))
+            pg.drop_database(db)
+    return times
+
+
+def summarise(times: dict[str, list[float]], goal: float) -> dict[str, float | bool]:
+    mg, al = statistics.median(times["migrategate"]), statistics.median(times["alembic"])
+    return {
+        "migrategate_median_s": round(mg, 3),
+        "alembic_median_s": round(al, 3),
+        "ratio": round(mg / al, 3),
+        "goal": goal,
+        "met": mg / al <= goal,
+        "runs": len(times["migrategate"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench runner", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs per command (median of these)")
+    parser.add_argument("--chain", type=int, default=200, help="revisions in the chain")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    with pgserver.running_server() as pg, tempfile.TemporaryDirectory() as tmp:
+        project = build_project(Path(tmp) / "app", args.chain)
+        figures = {
+            "no-op": summarise(bench_noop(pg, project, args.runs), GOALS["no-op"]),
+            "chain": summarise(bench_chain(pg, project, args.runs), GOALS["chain"]),
+        }
+    figures["chain"]["revisions"] = args.chain
+    print("| scenario | migrategate (median s) | alembic (median s) | ratio | goal | met |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, f in figures.items():
+        row = [name, f["migrategate_median_s"], f["alembic_median_s"], f["ratio"]]
+        row += [f"<= {f['goal']}", "yes" if f["met"] else "no"]
+        print("| " + " | ".join(str(c) for c in row) + " |")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
