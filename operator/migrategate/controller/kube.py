@@ -23,6 +23,7 @@ from migrategate.controller.jobs import selector_labels
 
 log = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 
 
 class Kube:
@@ -100,6 +101,26 @@ class Kube:
         except ApiException as e:
             if e.status != 404:
                 raise
+
+    async def remove_scheduling_gate(self, namespace: str, name: str, gate: str) -> bool:
+        """Remove one entry from a pod's spec.schedulingGates, keeping the others.
+
+        A strategic merge patch deleting by name is idempotent: an entry already
+        gone is a no-op. False when the pod itself is gone.
+        """
+        body = {"spec": {"schedulingGates": [{"name": gate, "$patch": "delete"}]}}
+        try:
+            await self.core.patch_namespaced_pod(
+                name,
+                namespace,
+                body,
+                _content_type=STRATEGIC_MERGE_PATCH,  # type: ignore[call-arg]  # via **kwargs
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
 
     async def post_event(
         self, involved: dict[str, Any], kind: str, reason: str, message: str
