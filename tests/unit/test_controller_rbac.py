@@ -30,4 +30,5 @@ def test_jobs_are_never_patched_and_pods_only_read():
         for r in rule["resources"]
     }
     assert verbs[("batch", "jobs")] == {"get", "list", "watch", "create", "delete"}
-    assert verbs[("", "pods")] == {"get", "list", "watch"}
+    # patch only lifts the rollout gate; pods are never created or deleted.
+    assert verbs[("", "pods")] == {"get", "list", "watch", "patch"}

@@ -47,10 +47,11 @@ database URL, through secretKeyRef.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
-# Migration pods: their termination message and waiting reasons.
+# Migration pods: their termination message and waiting reasons. Application pods:
+# patch lifts the rollout gate (removes one spec.schedulingGates entry).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 # Events on DatabaseMigrations at each transition.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
