@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from typing import NoReturn, Optional, TextIO
+from typing import Any, NoReturn, Optional, TextIO
 
 from .. import __version__
 from .commands import COMMAND_FUNCTIONS, Settings
@@ -35,7 +35,7 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise BadInput(f"{message}: see `migrategate {{migrate,wait,check,url}} --help`")
 
-    def _print_message(self, message: str, file: Optional[TextIO] = None) -> None:
+    def _print_message(self, message: str, file: Any = None) -> None:
         if message:
             self.stream.write(message)
 

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Optional, TextIO
 
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
 from .contract import Driver, ExitCode, IfAhead, Outcome
@@ -54,8 +56,8 @@ class Settings:
 class Project:
     """The image's Alembic project, resolved against the settings."""
 
-    cfg: object
-    scripts: object
+    cfg: Config
+    scripts: ScriptDirectory
     target: tuple
     env_source: str
     table: Optional[tuple]  # (schema, name) of the version table; None if env.py hides it

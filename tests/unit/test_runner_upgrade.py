@@ -1,0 +1,104 @@
+"""Classifying what env.py or a revision raised, and the environment hand-off."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import exc
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for `samples`
+
+import samples  # noqa: E402
+from migrategate.runner import scripts, upgrade  # noqa: E402
+from migrategate.runner.errors import BadInput, MigrationFailed, Transient  # noqa: E402
+
+FAILING = """
+revision = "0003b"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    raise ZeroDivisionError("division by zero in 0003b")
+"""
+
+
+class FakeDriverError(Exception):
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
+@pytest.fixture
+def script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    project = samples.materialize("seed004_ini_url", "v1", tmp_path / "app")
+    (samples.versions_dir(project) / "0003b_fail.py").write_text(FAILING)
+    monkeypatch.chdir(project)
+    return scripts.load_scripts(scripts.load_config("alembic.ini", "alembic"))
+
+
+def raised_in_revision(script) -> BaseException:
+    path = samples.versions_dir(Path.cwd()) / "0003b_fail.py"
+    namespace: dict = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    try:
+        namespace["upgrade"]()
+    except ZeroDivisionError as error:
+        return error
+    raise AssertionError("the revision did not raise")
+
+
+def test_revision_failure_names_the_revision(script) -> None:
+    failure = upgrade.classify_failure(raised_in_revision(script), script)
+    assert isinstance(failure, MigrationFailed)
+    assert failure.failed_revision == "0003b"
+    assert failure.message.startswith("revision 0003b failed: ZeroDivisionError")
+
+
+def test_import_error_in_env_py_is_bad_input(script) -> None:
+    failure = upgrade.classify_failure(ModuleNotFoundError("No module named 'app'"), script)
+    assert isinstance(failure, BadInput) and "run from the project directory" in failure.message
+
+
+@pytest.mark.parametrize(
+    ("orig", "expected"),
+    [
+        (FakeDriverError("connection refused"), Transient),
+        (FakeDriverError("password authentication failed for user x", "28P01"), BadInput),
+        (
+            FakeDriverError("terminating connection due to administrator command", "57P01"),
+            Transient,
+        ),
+    ],
+)
+def test_operational_errors(script, orig: Exception, expected: type) -> None:
+    error = exc.OperationalError("SELECT 1", {}, orig)
+    assert isinstance(upgrade.classify_failure(error, script), expected)
+
+
+def test_invalidated_connection_is_transient(script) -> None:
+    error = exc.DBAPIError(
+        "SELECT 1", {}, FakeDriverError("server closed"), connection_invalidated=True
+    )
+    assert isinstance(upgrade.classify_failure(error, script), Transient)
+
+
+def test_other_env_py_errors_are_migration_failures(script) -> None:
+    failure = upgrade.classify_failure(KeyError("sqlalchemy.url"), script)
+    assert isinstance(failure, MigrationFailed) and failure.failed_revision is None
+    assert "env.py failed before any revision ran" in failure.message
+
+
+def test_exported_sets_then_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL_SYNC", "before")
+    with upgrade.exported("DATABASE_URL_SYNC", "during"):
+        assert os.environ["DATABASE_URL_SYNC"] == "during"
+    assert os.environ["DATABASE_URL_SYNC"] == "before"
+    monkeypatch.delenv("DATABASE_URL_SYNC")
+    with upgrade.exported("DATABASE_URL_SYNC", "during"):
+        pass
+    assert "DATABASE_URL_SYNC" not in os.environ
