@@ -280,3 +280,26 @@ def test_env_py_that_uses_the_shared_connection(
     assert done.result[ResultKey.DRIVER] == ("asyncpg" if asyncpg_only else "psycopg")
     assert kit.versions(pg_server, pg_database) == ["0003"]
     kit.assert_no_password(done)
+
+
+def test_database_down_then_back(
+    pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
+) -> None:
+    """Server stopped: migrate exits 3 (retryable), wait keeps trying until it is back."""
+    app = app_at("v1", tmp_path)
+    result = tmp_path / "wait.json"
+    pg_server.stop()
+    try:
+        down = kit.run(app, env, "migrate")
+        assert down.code == ExitCode.TRANSIENT, down.output
+        assert "cannot reach the database" in down.stdout
+        waiter = kit.start(app, env, "wait", "--timeout", "120", result=result)
+        time.sleep(1.5)  # long enough for it to fail to connect at least once
+        assert waiter.poll() is None
+    finally:
+        pg_server.start()
+    up = kit.run(app, env, "migrate")
+    assert up.code == 0, up.output
+    waited = kit.finish(waiter, result, timeout=60)
+    assert waited.code == 0, waited.output
+    kit.assert_no_password(down, up, waited)
