@@ -303,3 +303,24 @@ def test_database_down_then_back(
     waited = kit.finish(waiter, result, timeout=60)
     assert waited.code == 0, waited.output
     kit.assert_no_password(down, up, waited)
+
+
+FORGETFUL_ENV_PY = """
+from alembic import context
+
+# Connects, but never runs the migrations: Alembic reports no error.
+context.configure(url=context.config.get_main_option("sqlalchemy.url"))
+"""
+
+
+def test_env_py_that_does_not_migrate_fails_verification(
+    pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
+) -> None:
+    app = app_at("v1", tmp_path)
+    (app / "alembic" / "env.py").write_text(FORGETFUL_ENV_PY)
+    done = kit.run(app, env, "migrate")
+    assert done.code == ExitCode.VERIFY_FAILED, done.output
+    assert done.result[ResultKey.ERROR_CLASS] == ErrorClass.VERIFY_FAILED.value
+    assert "not the target 0003" in done.stdout
+    assert kit.versions(pg_server, pg_database) == []
+    kit.assert_no_password(done)

@@ -76,6 +76,7 @@ def build_parser(stream: TextIO) -> Parser:
 
 
 def _number(name: str, value: str) -> float:
+    """A non-negative number of seconds, or BadInput naming the option."""
     try:
         number = float(value)
     except ValueError:
@@ -155,6 +156,7 @@ def main(
 
 
 def _failed(report: Report, code: int, error_class: str, message: str) -> None:
+    """Record a failure in the report."""
     report.exit_code = code
     report.error_class = error_class
     report.outcome = Outcome.FAILED.value

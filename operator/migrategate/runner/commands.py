@@ -157,6 +157,7 @@ def migrate(settings: Settings, environ: Mapping[str, str], out: TextIO, report:
 
 
 def _versions_after_failure(session: Session, table: tuple, fallback: list) -> list:
+    """Where the database stands after a failed upgrade (what we last knew if unreadable)."""
     try:
         return session.versions(table)
     except Exception:  # the connection may be gone too; report what we last knew
@@ -175,6 +176,7 @@ def upgrade_unverified(settings: Settings, project: Project, url: URL, report: R
 
 
 def up_to_date(report: Report, message: str) -> int:
+    """Record that there was nothing to do."""
     report.outcome = Outcome.UP_TO_DATE.value
     report.message = message
     return ExitCode.OK

@@ -32,14 +32,17 @@ class Report:
     secrets: list = field(default_factory=list)  # password spellings to mask; never written
 
     def warn(self, text: str) -> None:
+        """Add a warning to the result."""
         self.warnings.append(text)
 
 
 def _clip(text: str, limit: int) -> str:
+    """Cut ``text`` to ``limit`` characters."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _clip_list(items: list) -> list:
+    """Keep at most MAX_LIST_ITEMS entries, saying how many were left out."""
     if len(items) <= MAX_LIST_ITEMS:
         return list(items)
     return list(items[: MAX_LIST_ITEMS - 1]) + [f"... {len(items) - MAX_LIST_ITEMS + 1} more"]

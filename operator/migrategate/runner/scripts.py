@@ -174,6 +174,7 @@ def failing_revision(exc: BaseException, scripts: ScriptDirectory) -> Optional[s
 
 
 def _revision_in_traceback(tb: Optional[TracebackType], by_path: dict) -> Optional[str]:
+    """The innermost revision file among the traceback's frames."""
     found = None
     for frame, _ in traceback.walk_tb(tb):
         revision = by_path.get(os.path.realpath(frame.f_code.co_filename))

@@ -59,6 +59,7 @@ def _upgrade_on(connection: Any, cfg: Config, target: str) -> None:
 
 
 def _upgrade_sync(url: URL, driver: str, cfg: Config, target: str, share: bool) -> None:
+    """Sync driver: share a fresh connection only if env.py may read it."""
     if not share:
         _upgrade_on(None, cfg, target)
         return
@@ -146,6 +147,7 @@ def classify_failure(error: BaseException, scripts: ScriptDirectory) -> RunnerEr
 
 
 def _connection_lost(error: BaseException) -> bool:
+    """True if the error means the connection went away (a retry may succeed)."""
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
     state = sqlstate(error) or ""
