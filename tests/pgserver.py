@@ -218,10 +218,27 @@ class PgServer:
         shutil.rmtree(self.base_dir, ignore_errors=True)
 
 
+def reachable_by_server_user(path: Path) -> bool:
+    """True if the server's user can reach ``path`` (every existing parent is o+x)."""
+    if os.geteuid() != 0:
+        return True
+    for parent in Path(path).resolve().parents:
+        if parent.exists() and not parent.stat().st_mode & 0o001:
+            return False
+    return True
+
+
 @contextlib.contextmanager
 def running_server(base_dir: Path | None = None) -> Iterator[PgServer]:
-    """Start a throwaway server with the application roles; stop and delete it afterwards."""
-    root = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="migrategate-pg-"))
+    """Start a throwaway server with the application roles; stop and delete it afterwards.
+
+    ``base_dir`` is used when the unprivileged server user can reach it; otherwise
+    (as root under pytest's private tmp dirs) a fresh /tmp/migrategate-pg-* is.
+    """
+    root = Path(base_dir) if base_dir else None
+    if root is None or not reachable_by_server_user(root):
+        # e.g. pytest's tmp_path_factory: /tmp/pytest-of-root is 0700, closed to `nobody`
+        root = Path(tempfile.mkdtemp(prefix="migrategate-pg-"))
     server = PgServer(base_dir=root)
     try:
         server.init()
