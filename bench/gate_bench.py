@@ -1,0 +1,212 @@
+"""Rollout-gate latency on the local control plane: Job Complete -> last gated pod released.
+
+    .venv/bin/python -m bench gate -- [--runs 10] [--replicas 10] [--json out.json]
+
+Per run: a fresh database, a DatabaseMigration (sample v2, whose revision 0004
+waits on an advisory lock the bench holds) and a Deployment of `--replicas`
+gated pods, applied together. Once every pod exists, gated, and the Job runs,
+the bench unlocks. From the bench's own watch events (tests/cluster/gatewatch.py)
+it takes the arrival of the Job's Complete=True and of each pod's first event
+without the gate. Reported: per run, Job Complete -> last pod released (the goal:
+p95 <= 500 ms), and per pod, Job Complete -> that pod released.
+
+It starts its own control plane, pod runner, PostgreSQL and operator process,
+the same pieces as tests/cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+for extra in (REPO / "tests", REPO / "tests" / "cluster"):
+    sys.path.insert(0, str(extra))
+
+import gatewatch  # noqa: E402
+import operatorproc  # noqa: E402
+import pgserver  # noqa: E402
+import samples  # noqa: E402
+from kubeharness import controlplane  # noqa: E402
+from kubeharness.images import DEFAULT_PATH, Image, ImageTable  # noqa: E402
+from kubeharness.podrunner import PodRunner  # noqa: E402
+from kubeharness.wait import eventually  # noqa: E402
+from migrategate.api import constants as c  # noqa: E402
+from migrategate.runner import contract  # noqa: E402
+
+NAMESPACE = "gate-bench"
+APP_IMAGE = "gate-bench-app:v2"
+GOAL_P95_MS = 500
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {
+        "n": len(ms),
+        "p50_ms": round(statistics.median(ms), 1),
+        "p95_ms": round(percentile(ms, 95), 1),
+        "max_ms": round(max(ms), 1),
+    }
+
+
+def manifests(name: str, replicas: int) -> list[dict[str, Any]]:
+    """A DatabaseMigration and a Deployment whose pods wait for it, as the example chart does."""
+    labels = {"app.kubernetes.io/name": name}
+    migration = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "image": APP_IMAGE,
+            "databaseURL": {"secretKeyRef": {"name": name, "key": "url"}},
+        },
+    }
+    pod_spec = {
+        "schedulingGates": [{"name": c.SCHEDULING_GATE}],
+        "containers": [{"name": "app", "image": APP_IMAGE, "command": ["sleep", "infinity"]}],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels, "annotations": {c.ANNOTATION_MIGRATION: name}},
+                "spec": pod_spec,
+            },
+        },
+    }
+    return [migration, deployment]
+
+
+def one_run(cp: Any, pg: pgserver.PgServer, i: int, replicas: int) -> tuple[float, list[float]]:
+    name = f"bench-{i:03d}"
+    db = pg.create_database()
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}
+    secret["stringData"] = {"url": pg.url(db)}
+    kubectl = lambda *a, **kw: cp.kubectl(*a, "-n", NAMESPACE, **kw)  # noqa: E731
+    kubectl("apply", "-f", "-", input=json.dumps(secret))
+    rec = gatewatch.Recorder(cp.server, cp.workdir / "pki", NAMESPACE).start()
+    try:
+        with pg.admin_connection(db) as blocker:
+            blocker.execute("SELECT pg_advisory_lock(%s)", (samples.SLOW_LOCK_KEY,))
+            items = {"apiVersion": "v1", "kind": "List", "items": manifests(name, replicas)}
+            kubectl("apply", "-f", "-", input=json.dumps(items))
+            eventually(lambda: _all_gated_and_job_running(rec, name, replicas), timeout=120)
+            blocker.execute("SELECT pg_advisory_unlock(%s)", (samples.SLOW_LOCK_KEY,))
+        released = eventually(lambda: _released(rec, name, replicas), timeout=120)
+        complete = _job_complete_at(rec, name)
+    finally:
+        rec.stop()
+    kubectl("delete", "deployment", name, "--wait=false")
+    per_pod = [t - complete for t in released.values()]
+    return max(per_pod), per_pod
+
+
+def _pods(rec: gatewatch.Recorder, name: str) -> list[gatewatch.Event]:
+    return [
+        e
+        for e in rec.events("Pod")
+        if e.obj["metadata"].get("labels", {}).get("app.kubernetes.io/name") == name
+    ]
+
+
+def _all_gated_and_job_running(rec: gatewatch.Recorder, name: str, replicas: int) -> None:
+    latest = {e.name: e.obj for e in _pods(rec, name)}
+    assert len(latest) == replicas and all(gatewatch.gated(p) for p in latest.values()), latest
+    pods = [
+        e
+        for e in rec.events("Pod")
+        if e.obj["metadata"].get("labels", {}).get(c.LABEL_MIGRATION) == name
+    ]
+    assert any((p.obj.get("status") or {}).get("phase") == "Running" for p in pods)
+
+
+def _released(rec: gatewatch.Recorder, name: str, replicas: int) -> dict[str, float]:
+    first: dict[str, float] = {}
+    for e in _pods(rec, name):
+        if not gatewatch.gated(e.obj):
+            first.setdefault(e.name, e.at)
+    assert len(first) == replicas, first
+    return first
+
+
+def _job_complete_at(rec: gatewatch.Recorder, name: str) -> float:
+    for e in rec.events("Job"):
+        labels = e.obj["metadata"].get("labels", {})
+        if labels.get(c.LABEL_MIGRATION) == name and gatewatch.job_complete(e.obj):
+            return e.at
+    raise AssertionError(f"no Complete event for the Job of {name}")
+
+
+def _service_account(cp: Any) -> None:
+    out = cp.kubectl("get", "sa", "-n", NAMESPACE, "-o", "name", check=False)
+    assert "serviceaccount/default" in out, out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--replicas", type=int, default=10)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO / "image"))
+    from build_payload import build_payload
+
+    with tempfile.TemporaryDirectory(prefix="mg-gate-bench-") as tmp:
+        work = Path(tmp)
+        table = ImageTable()
+        table[operatorproc.RUNNER_IMAGE] = Image(
+            env={"PATH": DEFAULT_PATH},
+            mounts={contract.IMAGE_PAYLOAD_DIR: str(build_payload(work / "payload"))},
+            user=65534,
+        )
+        table[APP_IMAGE] = Image(
+            env={"PATH": DEFAULT_PATH, "PYTHONPATH": "/app"},
+            mounts={"/app": str(samples.materialize("seed004_ini_url", "v2", work / "app"))},
+            working_dir="/app",
+            user=65534,
+        )
+        with (
+            pgserver.running_server(work / "pg") as pg,
+            controlplane.running(work / "cp") as cp,
+        ):
+            runner = PodRunner(cp, table, work / "cp")
+            runner.start()
+            try:
+                cp.kubectl("apply", "-f", str(REPO / "crds" / f"{c.CRD_NAME}.yaml"))
+                cp.kubectl("create", "namespace", NAMESPACE)
+                eventually(lambda: _service_account(cp), timeout=30)
+                with operatorproc.running(cp.env, NAMESPACE, work / "operator.log"):
+                    runs = [one_run(cp, pg, i, args.replicas) for i in range(args.runs)]
+            finally:
+                runner.stop()
+    results = {
+        "replicas": args.replicas,
+        "job_complete_to_last_pod_released": summary([last for last, _ in runs]),
+        "job_complete_to_each_pod_released": summary([t for _, pods in runs for t in pods]),
+        "goal_p95_ms": GOAL_P95_MS,
+    }
+    results["met"] = results["job_complete_to_last_pod_released"]["p95_ms"] <= GOAL_P95_MS
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,510 @@
+"""The rollout gate end to end: the example chart rendered by the built `helm template`,
+the real Deployment and ReplicaSet controllers, the operator, the runner and PostgreSQL.
+
+One namespace and one operator process serve the whole module (each test uses
+its own release, so its own Deployment, DatabaseMigration and database). A
+watch recorder (gatewatch.py) keeps every pod event, so invariants such as
+"v1 keeps its Ready replicas" are checked over the whole rollout, not at a few
+polled instants.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gatewatch
+import operatorproc
+import pytest
+from kubeharness.images import DEFAULT_PATH, Image
+from kubeharness.wait import eventually
+
+TESTS = Path(__file__).resolve().parents[1]
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+import pgserver  # noqa: E402
+import samples  # noqa: E402
+from migrategate.api import constants as c  # noqa: E402
+from migrategate.runner import contract  # noqa: E402
+
+REPO = TESTS.parent
+CHART = REPO / "charts" / "examples" / "app"
+REPOSITORY = "gate-app"  # the app image is gate-app:<sample version>
+STYLE = "seed004_ini_url"
+VERSIONS = ("v1", "v2", "v2-broken", "v3")
+NONROOT = 65534
+OTHER_GATE = "example.com/other"
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserver.PgServer]:
+    with pgserver.running_server(tmp_path_factory.mktemp("pg")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def gate_images(image_table, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The runner payload image and gate-app:<version> for each sample version."""
+    spec = importlib.util.spec_from_file_location("build_payload", REPO / "image/build_payload.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    base = tmp_path_factory.mktemp("gate-images")
+    payload = Path(module.build_payload(base / "payload"))
+    saved = image_table.snapshot()
+    image_table[operatorproc.RUNNER_IMAGE] = Image(
+        env={"PATH": DEFAULT_PATH}, mounts={contract.IMAGE_PAYLOAD_DIR: str(payload)}, user=NONROOT
+    )
+    for version in VERSIONS:
+        app_dir = samples.materialize(STYLE, version, base / version)
+        image_table[f"{REPOSITORY}:{version}"] = Image(
+            env={"PATH": DEFAULT_PATH, "PYTHONPATH": "/app"},
+            mounts={"/app": str(app_dir)},
+            working_dir="/app",
+            user=NONROOT,
+        )
+    yield
+    image_table.restore(saved)
+
+
+@pytest.fixture(scope="module")
+def gate_ns(control_plane, pod_runner) -> Iterator[str]:
+    name = f"gate-{uuid.uuid4().hex[:6]}"
+    control_plane.kubectl("create", "namespace", name)
+    eventually(
+        lambda: _assert_in(
+            "serviceaccount/default", control_plane.kubectl("get", "sa", "-n", name, "-o", "name")
+        ),
+        timeout=30,
+    )
+    yield name
+    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane, gate_ns, gate_images, tmp_path_factory) -> Iterator[Any]:
+    control_plane.kubectl("apply", "-f", str(REPO / "crds/databasemigrations.migrategate.io.yaml"))
+    eventually(lambda: control_plane.kubectl("get", "dbm", "-A"), timeout=30)
+    log = tmp_path_factory.mktemp("gate-operator") / "operator.log"
+    with operatorproc.running(control_plane.env, gate_ns, log) as op:
+        yield op
+
+
+@pytest.fixture
+def ctx(control_plane, gate_ns, operator, pg, tmp_path) -> Ctx:
+    return Ctx(control_plane, gate_ns, operator, pg, tmp_path)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _assert_in(needle: str, haystack: str) -> None:
+    assert needle in haystack, haystack
+
+
+@dataclass
+class Ctx:
+    cp: Any
+    ns: str
+    operator: Any
+    pg: pgserver.PgServer
+    tmp: Path
+
+    def kubectl(self, *args: str, **kw: Any) -> str:
+        return str(self.cp.kubectl(*args, "-n", self.ns, **kw))
+
+    def get(self, *what: str) -> dict[str, Any]:
+        return dict(json.loads(self.kubectl("get", *what, "-o", "json")))
+
+    def app(self, release: str, replicas: int, **migration: Any) -> App:
+        db = self.pg.create_database()
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"{release}-db"},
+            "stringData": {"url": self.pg.url(db)},
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(secret))
+        return App(self, release, db, replicas, migration)
+
+    def recorder(self) -> gatewatch.Recorder:
+        return gatewatch.Recorder(self.cp.server, self.cp.workdir / "pki", self.ns)
+
+    def gated_pods_metric(self) -> float:
+        for line in self.operator.metrics().splitlines():
+            if line.startswith("migrategate_gated_pods "):
+                return float(line.split()[1])
+        raise AssertionError("no migrategate_gated_pods metric")
+
+
+@dataclass
+class App:
+    """One release of the example chart: a Deployment and its DatabaseMigration."""
+
+    ctx: Ctx
+    release: str
+    db: str
+    replicas: int
+    migration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:  # the chart's fullname: <release>-app
+        return f"{self.release}-app"
+
+    def image(self, version: str) -> str:
+        return f"{REPOSITORY}:{version}"
+
+    def render(self, version: str) -> str:
+        values = {
+            "image": {"repository": REPOSITORY, "tag": version},
+            "replicas": self.replicas,
+            "command": ["sleep", "infinity"],
+            "databaseURL": {"secretName": f"{self.release}-db", "secretKey": "url"},
+            "migration": self.migration,
+        }
+        if shutil.which("helm", path=self.ctx.cp.env.get("PATH")) is None:
+            pytest.skip("helm is not built (make cluster-binaries)")
+        values_file = self.ctx.tmp / f"{self.release}-{version}-values.json"
+        values_file.write_text(json.dumps(values))
+        cmd = [
+            "helm",
+            "template",
+            self.release,
+            str(CHART),
+            "-n",
+            self.ctx.ns,
+            "-f",
+            str(values_file),
+        ]
+        out = subprocess.run(cmd, env=self.ctx.cp.env, capture_output=True, text=True, check=True)
+        return out.stdout
+
+    def apply(self, version: str) -> None:
+        """The DatabaseMigration and the Deployment, in one apply."""
+        manifest = self.render(version)
+        assert "kind: DatabaseMigration" in manifest and "kind: Deployment" in manifest
+        self.ctx.kubectl("apply", "-f", "-", input=manifest)
+
+    def status(self) -> dict[str, Any]:
+        return self.ctx.get("dbm", self.name).get("status") or {}
+
+    def pods(self) -> list[dict[str, Any]]:
+        selector = f"app.kubernetes.io/instance={self.release}"
+        return list(self.ctx.get("pods", "-l", selector)["items"])
+
+    def jobs(self) -> list[str]:
+        items = self.ctx.get("jobs", "-l", f"{c.LABEL_MIGRATION}={self.name}")["items"]
+        return sorted(j["metadata"]["name"] for j in items)
+
+    def wait_rolled_out(self, version: str, timeout: float = 180) -> None:
+        """Every replica runs `version`, Ready, and no other pod is left."""
+
+        def check() -> None:
+            dep = self.ctx.get("deployment", self.name)
+            st = dep.get("status") or {}
+            assert st.get("observedGeneration") == dep["metadata"]["generation"], st
+            for key in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas"):
+                assert st.get(key) == self.replicas, (key, st)
+            pods = [p for p in self.pods() if not p["metadata"].get("deletionTimestamp")]
+            assert len(pods) == self.replicas, [p["metadata"]["name"] for p in pods]
+            for pod in pods:
+                assert gatewatch.image_of(pod) == self.image(version), pod["spec"]
+                assert gatewatch.ready(pod) and not gatewatch.gated(pod), pod["metadata"]["name"]
+
+        eventually(check, timeout=timeout, interval=0.5)
+
+    def wait_phase(self, phase: str, image: str | None = None, timeout: float = 120) -> dict:
+        def check() -> dict[str, Any]:
+            st = self.status()
+            assert st.get("phase") == phase, st
+            assert image is None or st.get("image") == image, st
+            return st
+
+        return eventually(check, timeout=timeout, interval=0.2)
+
+    def wait_condition(self, kind: str, timeout: float = 120) -> dict[str, Any]:
+        def check() -> dict[str, Any]:
+            st = self.status()
+            conds = {x["type"]: x["status"] for x in st.get("conditions") or []}
+            assert conds.get(kind) == "True", st
+            return st
+
+        return eventually(check, timeout=timeout, interval=0.2)
+
+    def db_heads(self) -> list[str]:
+        return sorted(
+            r[0] for r in self.ctx.pg.execute("SELECT version_num FROM alembic_version", self.db)
+        )
+
+
+def pod_history(rec: gatewatch.Recorder, release: str) -> list[tuple[float, list[dict]]]:
+    """The release's live pods after each pod event, in the order the API sent them."""
+    out = []
+    for event, live in rec.states("Pod"):
+        mine = [
+            p
+            for p in live.values()
+            if p["metadata"].get("labels", {}).get("app.kubernetes.io/instance") == release
+        ]
+        out.append((event.at, mine))
+    return out
+
+
+def ready_count(pods: list[dict], image: str) -> int:
+    return sum(1 for p in pods if gatewatch.image_of(p) == image and gatewatch.ready(p))
+
+
+def assert_old_replicas_kept(
+    history: list[tuple[float, list[dict]]], old: str, new: str, n: int
+) -> None:
+    """`old` keeps n Ready pods until a `new` one is Ready, and n are Ready at every moment."""
+    assert history
+    for at, pods in history:
+        if ready_count(pods, new) == 0:
+            assert ready_count(pods, old) == n, (
+                at,
+                [(p["metadata"]["name"], gatewatch.image_of(p)) for p in pods],
+            )
+        assert ready_count(pods, old) + ready_count(pods, new) >= n, at
+
+
+def pods_of(
+    history: list[tuple[float, list[dict]]], image: str, until: float | None = None
+) -> dict[str, list[dict]]:
+    """Every recorded state of each pod running `image` (before `until`, if given)."""
+    seen: dict[str, list[dict]] = {}
+    for at, pods in history:
+        if until is not None and at >= until:
+            break
+        for p in pods:
+            if gatewatch.image_of(p) == image:
+                seen.setdefault(p["metadata"]["name"], []).append(p)
+    return seen
+
+
+def assert_held(pod: dict[str, Any]) -> None:
+    """Gated: Pending, not bound to a node, the scheduler condition says SchedulingGated."""
+    assert gatewatch.gated(pod), pod["spec"].get("schedulingGates")
+    assert not pod["spec"].get("nodeName"), pod["spec"].get("nodeName")
+    assert (pod.get("status") or {}).get("phase") in (None, "Pending"), pod.get("status")
+
+
+def assert_no_password(text: str) -> None:
+    for secret in (pgserver.APP_PASSWORD, pgserver.SPECIAL_PASSWORD):
+        assert secret not in text
+
+
+# ----------------------------------------------------------------------------- tests
+
+
+def test_update_holds_new_pods_until_their_migration_succeeds(ctx):
+    app = ctx.app("upd", replicas=3)
+    app.apply("v1")
+    app.wait_rolled_out("v1")
+    v1, v2 = app.image("v1"), app.image("v2")
+    with ctx.recorder() as rec:
+        # Revision 0004 of v2 waits for this advisory lock: the migration runs while we hold it.
+        with ctx.pg.admin_connection(app.db) as blocker:
+            blocker.execute("SELECT pg_advisory_lock(%s)", (samples.SLOW_LOCK_KEY,))
+            app.apply("v2")
+            app.wait_phase("Running", image=v2)
+
+            def v2_pods_held_by_the_operator() -> None:
+                pods = [p for p in app.pods() if gatewatch.image_of(p) == v2]
+                assert pods, "no v2 pod yet"
+                for pod in pods:
+                    assert_held(pod)
+                    sched = {x["type"]: x for x in pod["status"].get("conditions") or []}
+                    assert sched["PodScheduled"]["reason"] == "SchedulingGated", sched
+                assert ctx.gated_pods_metric() >= 1  # the operator saw them and holds them
+
+            eventually(v2_pods_held_by_the_operator, timeout=60)
+            unlocked_at = time.monotonic()
+            blocker.execute("SELECT pg_advisory_unlock(%s)", (samples.SLOW_LOCK_KEY,))
+        st = app.wait_condition("Ready")
+        assert st["migratedImage"] == v2 and st["currentRevision"] == [samples.head_of("v2")]
+        app.wait_rolled_out("v2")
+        history = pod_history(rec, "upd")
+    # While the migration could not finish, every v2 pod was held.
+    held = pods_of(history, v2, until=unlocked_at)
+    assert held, "no v2 pod was seen while the migration ran"
+    for states in held.values():
+        for pod in states:
+            assert_held(pod)
+    assert_old_replicas_kept(history, v1, v2, 3)
+    assert app.db_heads() == [samples.head_of("v2")]
+    assert len(app.jobs()) == 2
+    eventually(lambda: _assert_equal(ctx.gated_pods_metric(), 0.0), timeout=10)
+    assert "migrategate_gate_wait_seconds_count" in ctx.operator.metrics()
+
+
+def _assert_equal(a: Any, b: Any) -> None:
+    assert a == b, (a, b)
+
+
+def test_failed_migration_keeps_new_pods_gated_until_a_fix(ctx):
+    app = ctx.app("fail", replicas=2)
+    app.apply("v1")
+    app.wait_rolled_out("v1")
+    v1, broken, v3 = app.image("v1"), app.image("v2-broken"), app.image("v3")
+    with ctx.recorder() as rec:
+        app.apply("v2-broken")
+        st = app.wait_condition("Stalled")
+        assert st["phase"] == "Failed" and st["migratedImage"] == v1
+        eventually(lambda: _assert_some_held(app, broken), timeout=60)
+        # The failed image's pods stay gated and v1 keeps serving; sampled for a few seconds.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            _assert_some_held(app, broken)
+            assert ready_count(app.pods(), v1) == 2
+            time.sleep(0.5)
+        stalled_at = time.monotonic()
+        app.apply("v3")
+        st = app.wait_condition("Ready")
+        assert st["migratedImage"] == v3
+        app.wait_rolled_out("v3")
+        history = pod_history(rec, "fail")
+    broken_pods = pods_of(history, broken)
+    assert broken_pods
+    for states in broken_pods.values():  # never released, for their whole life
+        for pod in states:
+            assert_held(pod)
+    assert_old_replicas_kept(history, v1, v3, 2)
+    assert pods_of(history, v3, until=stalled_at) == {}
+    assert app.db_heads() == [samples.head_of("v3")]
+    assert_no_password(json.dumps(st) + ctx.operator.log())
+
+
+def _assert_some_held(app: App, image: str) -> None:
+    pods = [p for p in app.pods() if gatewatch.image_of(p) == image]
+    assert pods, f"no {image} pod"
+    for pod in pods:
+        assert_held(pod)
+
+
+def test_rollback_to_v1_succeeds_with_a_warning_and_releases_v1_pods(ctx):
+    # historyLimit 1: the v1 Job is gone once v2's finishes, so going back runs v1 again (with
+    # the v1 Job kept, the operator would adopt its old result and run nothing).
+    app = ctx.app("rb", replicas=2, historyLimit=1)
+    app.apply("v1")
+    app.wait_rolled_out("v1")
+    app.apply("v2")
+    app.wait_rolled_out("v2")
+    assert app.db_heads() == [samples.head_of("v2")]
+    app.apply("v1")
+    st = app.wait_condition("Ready")
+    assert st["migratedImage"] == app.image("v1") and st["observedGeneration"] == 3
+    assert st.get("warnings"), st  # the database is ahead of the v1 image
+    assert any(samples.head_of("v2") in w for w in st["warnings"]), st["warnings"]
+    app.wait_rolled_out("v1")
+    assert app.db_heads() == [samples.head_of("v2")]  # nothing was downgraded
+
+
+def test_scale_up_releases_new_pods_without_a_new_job(ctx):
+    app = ctx.app("scale", replicas=1)
+    app.apply("v1")
+    app.wait_rolled_out("v1")
+    jobs = app.jobs()
+    generation = ctx.get("dbm", app.name)["metadata"]["generation"]
+    with ctx.recorder() as rec:
+        ctx.kubectl("scale", f"deployment/{app.name}", "--replicas=4")
+        app.replicas = 4
+        app.wait_rolled_out("v1", timeout=60)
+        history = pod_history(rec, "scale")
+    new_pods = pods_of(history, app.image("v1"))
+    created_gated = [n for n, states in new_pods.items() if gatewatch.gated(states[0])]
+    assert len(created_gated) == 3, new_pods.keys()  # born gated, released by the operator
+    assert app.jobs() == jobs
+    assert ctx.get("dbm", app.name)["metadata"]["generation"] == generation
+
+
+def test_operator_restart_while_pods_are_gated(ctx):
+    app = ctx.app("rst", replicas=2)
+    app.apply("v1")
+    app.wait_rolled_out("v1")
+    v2 = app.image("v2")
+    try:
+        with ctx.pg.admin_connection(app.db) as blocker:
+            blocker.execute("SELECT pg_advisory_lock(%s)", (samples.SLOW_LOCK_KEY,))
+            app.apply("v2")
+            app.wait_phase("Running", image=v2)
+            eventually(lambda: _assert_some_held(app, v2), timeout=60)
+            ctx.operator.kill()  # no clean-up; the migration finishes while it is down
+            blocker.execute("SELECT pg_advisory_unlock(%s)", (samples.SLOW_LOCK_KEY,))
+        eventually(lambda: _assert_job_complete(ctx, app), timeout=60)
+        _assert_some_held(app, v2)  # nobody else lifts the gate
+    finally:
+        ctx.operator.start()  # also for the tests after this one
+    st = app.wait_condition("Ready")
+    assert st["migratedImage"] == v2 and st["attempts"] == 1
+    app.wait_rolled_out("v2")
+    assert len(app.jobs()) == 2
+
+
+def _assert_job_complete(ctx: Ctx, app: App) -> None:
+    jobs = ctx.get("jobs", "-l", f"{c.LABEL_MIGRATION}={app.name}")["items"]
+    assert any(gatewatch.job_complete(j) and app.image("v2") in json.dumps(j["spec"]) for j in jobs)
+
+
+def test_missing_migration_warns_then_a_new_one_releases_keeping_other_gates(ctx):
+    image = f"{REPOSITORY}:v1"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "orphan", "annotations": {c.ANNOTATION_MIGRATION: "late"}},
+        "spec": {
+            "schedulingGates": [{"name": c.SCHEDULING_GATE}, {"name": OTHER_GATE}],
+            "containers": [{"name": "app", "image": image, "command": ["sleep", "infinity"]}],
+        },
+    }
+    ctx.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+    def warned() -> None:
+        out = ctx.kubectl(
+            "get", "events", "--field-selector", "involvedObject.name=orphan", "-o", "json"
+        )
+        reasons = {(e["type"], e["reason"]) for e in json.loads(out)["items"]}
+        assert ("Warning", "MigrationNotFound") in reasons, reasons
+
+    eventually(warned, timeout=30)
+    assert_held(ctx.get("pod", "orphan"))
+    # The DatabaseMigration it names appears and migrates its image: our gate goes, the other stays.
+    db = ctx.pg.create_database()
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "late-db"},
+        "stringData": {"url": ctx.pg.url(db)},
+    }
+    ctx.kubectl("apply", "-f", "-", input=json.dumps(secret))
+    dbm = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.KIND,
+        "metadata": {"name": "late"},
+        "spec": {
+            "image": image,
+            "databaseURL": {"secretKeyRef": {"name": "late-db", "key": "url"}},
+        },
+    }
+    ctx.kubectl("apply", "-f", "-", input=json.dumps(dbm))
+
+    def only_other_gate_left() -> None:
+        gates = ctx.get("pod", "orphan")["spec"].get("schedulingGates")
+        assert gates == [{"name": OTHER_GATE}], gates
+
+    eventually(only_other_gate_left, timeout=120)
+    assert not ctx.get("pod", "orphan")["spec"].get("nodeName")
+    ctx.kubectl("delete", "pod", "orphan", "--wait=false")
