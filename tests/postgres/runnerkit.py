@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pgserver
+from sqlalchemy.engine import URL
 
 VENV_BIN = Path(sys.executable).parent
 MIGRATEGATE = str(VENV_BIN / "migrategate")  # the console script: it does not put cwd on sys.path
@@ -91,6 +92,8 @@ def password_spellings() -> list[str]:
     spellings = set()
     for password in (pgserver.APP_PASSWORD, pgserver.SPECIAL_PASSWORD):
         spellings |= {password, quote(password, safe=""), quote_plus(password), quote(password)}
+        rendered = URL.create("postgresql", username="u", password=password, host="h")
+        spellings.add(rendered.render_as_string(hide_password=False)[len("postgresql://u:") : -2])
     return sorted(spellings)
 
 

@@ -149,6 +149,14 @@ def test_mask_hides_raw_and_encoded_spellings() -> None:
     assert "a/b c" not in masked and "a%2Fb%20c" not in masked and "a%2Fb+c" not in masked
 
 
+def test_mask_hides_sqlalchemys_own_rendering() -> None:
+    password = "p@ss:w/rd%?#& x-9Q+é"
+    url = URL.create("postgresql+asyncpg", username="app", password=password, host="db")
+    rendered = url.render_as_string(hide_password=False)
+    masked = urls.mask(f"engine for {rendered} failed", urls.secrets_of(url))
+    assert masked == "engine for postgresql+asyncpg://app:***@db failed"
+
+
 def test_secrets_of_raw_handles_unparseable_urls() -> None:
     raw = "postgresql+asyncpg://app:p%40ss word@db:bad/shop"
     masked = urls.mask(f"saw {raw}", urls.secrets_of_raw(raw))

@@ -116,6 +116,7 @@ def migrate(settings: Settings, environ: Mapping[str, str], out: TextIO, report:
             return up_to_date(report, "database already at the target; env.py not run")
         key = lock_key(url.database or url.username or "", ".".join(filter(None, table)))
         session.lock(key, settings.lock_timeout, out)
+        # Read again under the lock: another runner may have finished meanwhile.
         current = session.versions(table)
         report.from_revisions = report.to_revisions = current
         if project.table is None:
@@ -125,28 +126,35 @@ def migrate(settings: Settings, environ: Mapping[str, str], out: TextIO, report:
             return up_to_date(report, "nothing to do: database already at the target")
         if state == State.AHEAD:
             return handle_ahead(settings, project, current, report)
-        pending = pending_revisions(project.scripts, current, project.target)
-        try:
-            run_upgrade(
-                project.cfg,
-                project.scripts,
-                url,
-                report.driver or "",
-                settings.target,
-                project.env_source,
-            )
-        except RunnerError as error:
-            report.to_revisions = _versions_after_failure(session, table, current)
-            report.failed_revision = getattr(error, "failed_revision", None)
-            raise
-        after = session.versions(table)
-        report.to_revisions = after
-        if set(after) != set(project.target):
-            raise VerificationFailed(
-                f"after the upgrade the database is at {', '.join(after) or 'base'}, not the"
-                f" target {', '.join(project.target)}: check that env.py commits and uses this"
-                " database"
-            )
+        return upgrade_and_verify(settings, project, url, session, current, report)
+
+
+def upgrade_and_verify(
+    settings: Settings,
+    project: Project,
+    url: URL,
+    session: Session,
+    current: list,
+    report: Report,
+) -> int:
+    """Run the project's env.py under the lock held by ``session``, then check the heads."""
+    table = project.table or (None, DEFAULT_VERSION_TABLE)
+    pending = pending_revisions(project.scripts, current, project.target)
+    driver = report.driver or ""
+    try:
+        run_upgrade(project.cfg, project.scripts, url, driver, settings.target, project.env_source)
+    except RunnerError as error:
+        report.to_revisions = _versions_after_failure(session, table, current)
+        report.failed_revision = getattr(error, "failed_revision", None)
+        raise
+    after = session.versions(table)
+    report.to_revisions = after
+    if set(after) != set(project.target):
+        raise VerificationFailed(
+            f"after the upgrade the database is at {', '.join(after) or 'base'}, not the"
+            f" target {', '.join(project.target)}: check that env.py commits and uses this"
+            " database"
+        )
     report.applied_revisions = pending
     report.outcome = Outcome.SUCCEEDED.value
     report.message = (

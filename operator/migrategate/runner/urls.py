@@ -183,7 +183,15 @@ def secrets_of(url: Optional[URL]) -> list:
         return []
     password = str(url.password)
     spellings = {password, quote(password, safe=""), quote_plus(password), quote(password)}
-    return sorted(spellings, key=len, reverse=True)
+    spellings.add(_sqlalchemy_spelling(password))
+    return sorted(spellings - {""}, key=len, reverse=True)
+
+
+def _sqlalchemy_spelling(password: str) -> str:
+    """The password as SQLAlchemy renders it in a URL (it escapes fewer characters)."""
+    rendered = URL.create("postgresql", username="u", password=password, host="h")
+    text = rendered.render_as_string(hide_password=False)
+    return text[len("postgresql://u:") : -len("@h")]
 
 
 _USERINFO = re.compile(r"://([^/?#]*)@")
