@@ -324,3 +324,38 @@ def test_env_py_that_does_not_migrate_fails_verification(
     assert "not the target 0003" in done.stdout
     assert kit.versions(pg_server, pg_database) == []
     kit.assert_no_password(done)
+
+
+LEAKY_ENV_PY = """
+import os
+
+# An env.py that puts the URL in its error, as careless code does.
+raise RuntimeError("cannot use " + os.environ["DATABASE_URL_SYNC"])
+"""
+
+
+def test_password_in_env_py_errors_is_masked_everywhere(
+    pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from migrategate.runner import commands
+    from migrategate.runner.errors import MigrationFailed
+    from migrategate.runner.result import Report
+
+    db = pg_server.create_database(owner=pgserver.SPECIAL_USER)
+    url = pg_server.url(db, user=pgserver.SPECIAL_USER, password=pgserver.SPECIAL_PASSWORD)
+    app = app_at("v1", tmp_path)
+    (app / "alembic" / "env.py").write_text(LEAKY_ENV_PY)
+    done = kit.run(app, kit.base_env(url), "migrate")
+    assert done.code == ExitCode.MIGRATION_FAILED
+    assert "env.py failed before any revision ran: RuntimeError: cannot use" in done.stdout
+    assert "app_special:***@" in done.stdout
+    kit.assert_no_password(done)
+
+    # In-process, the exception object itself is masked too.
+    monkeypatch.chdir(app)
+    with pytest.raises(MigrationFailed) as raised:
+        commands.migrate(commands.Settings(), {"DATABASE_URL": url}, io.StringIO(), Report())
+    kit.assert_no_password(str(raised.value), raised.value.message, repr(raised.value.args))
+    pg_server.drop_database(db)

@@ -5,10 +5,11 @@ fills in as it learns; it returns the exit code on success and raises a typed
 ``RunnerError`` otherwise. The CLI owns the mapping to exit codes and the result file.
 """
 
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -31,7 +32,28 @@ from .scripts import (
     version_table,
 )
 from .upgrade import run_upgrade
-from .urls import choose_driver, derive_sync_url, read_async_url, render, secrets_of
+from .urls import choose_driver, derive_sync_url, mask, read_async_url, render, secrets_of
+
+Command = Callable[[Any, Mapping[str, str], TextIO, Report], int]
+
+
+def masks_errors(command: Command) -> Command:
+    """Mask the URL's password in the message of any RunnerError the command raises.
+
+    Error texts come from drivers, env.py and the app; this is the one place that
+    cleans them, so the exception object itself never carries the password.
+    """
+
+    @functools.wraps(command)
+    def run(settings: Any, environ: Mapping[str, str], out: TextIO, report: Report) -> int:
+        try:
+            return command(settings, environ, out, report)
+        except RunnerError as error:
+            error.message = mask(error.message, report.secrets)
+            error.args = (error.message,)
+            raise
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -104,6 +126,7 @@ def handle_ahead(settings: Settings, project: Project, current: list, report: Re
     return ExitCode.OK
 
 
+@masks_errors
 def migrate(settings: Settings, environ: Mapping[str, str], out: TextIO, report: Report) -> int:
     """Upgrade the database to the target under the advisory lock, then verify."""
     url = database_url(settings, environ, report)
@@ -190,6 +213,7 @@ def up_to_date(report: Report, message: str) -> int:
     return ExitCode.OK
 
 
+@masks_errors
 def check(settings: Settings, environ: Mapping[str, str], out: TextIO, report: Report) -> int:
     """Print current and target heads; exit 0 at the target, 1 when an upgrade is pending."""
     url = database_url(settings, environ, report)
@@ -212,6 +236,7 @@ def check(settings: Settings, environ: Mapping[str, str], out: TextIO, report: R
     return ExitCode.PENDING
 
 
+@masks_errors
 def wait(
     settings: Settings,
     environ: Mapping[str, str],
@@ -247,6 +272,7 @@ def wait(
         sleep(min(settings.poll_interval, max(deadline - clock(), 0.0)))
 
 
+@masks_errors
 def url(settings: Settings, environ: Mapping[str, str], out: TextIO, report: Report) -> int:
     """Print the derived sync URL, password masked unless --show-password."""
     derived = database_url(settings, environ, report)
