@@ -81,7 +81,7 @@ def test_defaults_required_and_enums_reach_the_schema():
         "psycopg2",
         "asyncpg",
     ]
-    assert props["retry"]["x-kubernetes-validations"][0]["rule"].startswith("self.max")
+    assert "self.maxBackoffSeconds >=" in props["retry"]["x-kubernetes-validations"][0]["rule"]
     assert props["databaseURL"]["properties"]["secretKeyRef"]["required"] == ["name", "key"]
     assert props["historyLimit"]["default"] == 3
     status = _schema()["properties"]["status"]

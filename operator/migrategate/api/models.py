@@ -176,7 +176,9 @@ class RetrySpec(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "self.maxBackoffSeconds >= self.backoffSeconds",
+                    # has(): the API server also checks this rule against the bare default {}.
+                    "rule": "!has(self.maxBackoffSeconds) || !has(self.backoffSeconds)"
+                    " || self.maxBackoffSeconds >= self.backoffSeconds",
                     "message": "maxBackoffSeconds must be >= backoffSeconds",
                 }
             ]
