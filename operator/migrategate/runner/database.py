@@ -72,7 +72,10 @@ def connect_failure(error: BaseException, url: URL) -> Exception:
             f"cannot log in to the database at {where} ({first_line(error)}):"
             " check the user, password and database name in the URL"
         )
-    return Transient(f"cannot reach the database at {where}: {first_line(error)}")
+    return Transient(
+        f"cannot reach the database at {where} ({first_line(error)}):"
+        " check the host and port in the URL, or retry once the database is up"
+    )
 
 
 class Session:
