@@ -108,3 +108,41 @@ def test_bootstrap_file_makes_the_working_directory_importable(
     assert done.returncode == 0, done.stdout + done.stderr
     assert kit.versions(pg_server, pg_database) == ["0003"]
     kit.assert_no_password(done.stdout, done.stderr, result.read_text())
+
+
+def test_fast_path_is_one_connection_and_one_query(
+    pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process, counted with SQLAlchemy's own events (dialect set-up queries are not ours)."""
+    import io
+
+    from migrategate.runner import commands
+    from migrategate.runner.result import Report
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.pool import Pool
+
+    app = samples.materialize("seed004_ini_url", "v1", tmp_path / "app")
+    url = pg_server.url(pg_database)
+    assert kit.run(app, kit.base_env(url), "migrate").code == 0
+    statements: list[str] = []
+    connections: list[object] = []
+
+    def on_execute(conn, cursor, statement, params, context, executemany) -> None:
+        statements.append(statement)
+
+    def on_connect(dbapi_connection, record) -> None:
+        connections.append(dbapi_connection)
+
+    event.listen(Engine, "before_cursor_execute", on_execute)
+    event.listen(Pool, "connect", on_connect)
+    monkeypatch.chdir(app)
+    report = Report()
+    try:
+        code = commands.migrate(commands.Settings(), {"DATABASE_URL": url}, io.StringIO(), report)
+    finally:
+        event.remove(Engine, "before_cursor_execute", on_execute)
+        event.remove(Pool, "connect", on_connect)
+    assert code == 0 and "env.py not run" in report.message
+    assert len(connections) == 1
+    assert statements == ['SELECT version_num FROM "alembic_version"']
