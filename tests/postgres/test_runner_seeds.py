@@ -128,10 +128,12 @@ def test_fast_path_is_one_connection_and_one_query(
     statements: list[str] = []
     connections: list[object] = []
 
-    def on_execute(conn, cursor, statement, params, context, executemany) -> None:
+    def on_execute(
+        conn: object, cursor: object, statement: str, params: object, ctx: object, many: bool
+    ) -> None:
         statements.append(statement)
 
-    def on_connect(dbapi_connection, record) -> None:
+    def on_connect(dbapi_connection: object, record: object) -> None:
         connections.append(dbapi_connection)
 
     event.listen(Engine, "before_cursor_execute", on_execute)
