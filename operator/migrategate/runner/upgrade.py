@@ -1,4 +1,4 @@
-"""Hand the database to the project's own env.py and run ``alembic.command.upgrade``.
+"""Hand the database to the project's own env.py and run Alembic's upgrade.
 
 env.py files find the URL in different places, so it is put in all of them:
 ``config.attributes["connection"]`` (a connection not inside a transaction, so
@@ -14,6 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, exc
 from sqlalchemy.engine import URL, Connection
@@ -43,14 +44,35 @@ def exported(name: str, value: str) -> Iterator[None]:
             os.environ[name] = previous
 
 
-def _upgrade_on(connection: Any, cfg: Config, target: str) -> None:
+def alembic_upgrade(cfg: Config, scripts: ScriptDirectory, target: str) -> None:
+    """``alembic.command.upgrade(cfg, target)``, reusing the scripts already loaded.
+
+    command.upgrade builds a second ScriptDirectory and imports every revision file
+    again (hundreds of ms on a long chain); this is its body, with ours. An Alembic
+    without that hook gets command.upgrade itself.
+    """
+    upgrade_revs = getattr(scripts, "_upgrade_revs", None)
+    if upgrade_revs is None or ":" in target:
+        command.upgrade(cfg, target)
+        return
+
+    def upgrade(rev: Any, context: Any) -> Any:
+        return upgrade_revs(target, rev)
+
+    with EnvironmentContext(
+        cfg, scripts, fn=upgrade, as_sql=False, starting_rev=None, destination_rev=target, tag=None
+    ):
+        scripts.run_env()
+
+
+def _upgrade_on(connection: Any, cfg: Config, scripts: ScriptDirectory, target: str) -> None:
     """Run the upgrade with ``connection`` shared with env.py (None: env.py connects itself)."""
     if connection is None:
-        command.upgrade(cfg, target)
+        alembic_upgrade(cfg, scripts, target)
         return
     cfg.attributes["connection"] = connection
     try:
-        command.upgrade(cfg, target)
+        alembic_upgrade(cfg, scripts, target)
         # env.py began no transaction of its own (or Alembic did not own it): keep its work.
         if connection.in_transaction():
             connection.commit()
@@ -58,22 +80,26 @@ def _upgrade_on(connection: Any, cfg: Config, target: str) -> None:
         cfg.attributes.pop("connection", None)
 
 
-def _upgrade_sync(url: URL, driver: str, cfg: Config, target: str, share: bool) -> None:
+def _upgrade_sync(
+    url: URL, driver: str, cfg: Config, scripts: ScriptDirectory, target: str, share: bool
+) -> None:
     """Sync driver: share a fresh connection only if env.py may read it."""
     if not share:
-        _upgrade_on(None, cfg, target)
+        _upgrade_on(None, cfg, scripts, target)
         return
     engine = create_engine(
         url, poolclass=NullPool, connect_args=connect_args(url, driver), future=True
     )
     try:
         with engine.connect() as connection:
-            _upgrade_on(connection, cfg, target)
+            _upgrade_on(connection, cfg, scripts, target)
     finally:
         engine.dispose()
 
 
-def _upgrade_in_greenlet(url: URL, driver: str, cfg: Config, target: str) -> None:
+def _upgrade_in_greenlet(
+    url: URL, driver: str, cfg: Config, scripts: ScriptDirectory, target: str
+) -> None:
     """asyncpg without a sync driver: run env.py inside ``run_sync``.
 
     There, sync-style code (a shared connection, or env.py's own ``create_engine``
@@ -82,7 +108,7 @@ def _upgrade_in_greenlet(url: URL, driver: str, cfg: Config, target: str) -> Non
     from sqlalchemy.ext.asyncio import create_async_engine
 
     def body(connection: Connection) -> None:
-        _upgrade_on(connection, cfg, target)
+        _upgrade_on(connection, cfg, scripts, target)
 
     async def go() -> None:
         engine = create_async_engine(
@@ -110,11 +136,11 @@ def run_upgrade(
     with exported(SYNC_URL_ENV, render(url, show_password=True)):
         try:
             if driver != Driver.ASYNCPG.value:
-                _upgrade_sync(url, driver, cfg, target, share)
+                _upgrade_sync(url, driver, cfg, scripts, target, share)
             elif starts_own_event_loop(env_source):
-                _upgrade_on(None, cfg, target)  # env.py builds its async engine and loop itself
+                _upgrade_on(None, cfg, scripts, target)  # env.py makes its own engine and loop
             else:
-                _upgrade_in_greenlet(url, driver, cfg, target)
+                _upgrade_in_greenlet(url, driver, cfg, scripts, target)
         except RunnerError:
             raise
         except Exception as error:
