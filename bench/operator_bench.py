@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             user=65534,
         )
         table[APP_IMAGE] = Image(
-            env={"PATH": DEFAULT_PATH, "PYTHONPATH": "/app"},
+            env=operatorproc.nonroot_python_env(work / "python-shim"),
             mounts={"/app": str(app)},
             working_dir="/app",
             user=65534,

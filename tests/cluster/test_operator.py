@@ -66,7 +66,8 @@ def app_image(images, tmp_path: Path) -> Callable[[str, str], str]:
         name = f"{style.replace('_', '-')}:{version}"
         app_dir = samples.materialize(style, version, tmp_path / "images" / name.replace(":", "-"))
         images[name] = Image(
-            env={"PATH": DEFAULT_PATH, "PYTHONPATH": "/app"},
+            # The runner puts the working directory on sys.path itself.
+            env=operatorproc.nonroot_python_env(tmp_path / "python-shim"),
             mounts={"/app": str(app_dir)},
             working_dir="/app",
             user=NONROOT,
@@ -130,7 +131,9 @@ class Cluster:
         return self.get("jobs", "-l", f"migrategate.io/migration={name}")["items"]
 
     def wait_ready(self, name: str, timeout: int = 120) -> dict[str, Any]:
-        self.kubectl("wait", "--for=condition=Ready", f"dbm/{name}", f"--timeout={timeout}s")
+        """Ready=True (polled, so a failure shows the status), then `kubectl wait` agrees."""
+        self.wait_condition(name, "Ready", timeout)
+        self.kubectl("wait", "--for=condition=Ready", f"dbm/{name}", "--timeout=10s")
         return self.status(name)
 
     def wait_condition(self, name: str, kind: str, timeout: float = 120) -> dict[str, Any]:
