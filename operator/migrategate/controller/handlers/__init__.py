@@ -15,6 +15,9 @@ MODULES = (lifecycle, migrations, jobs, pods, gate)
 def build_registry() -> kopf.OperatorRegistry:
     """A fresh registry holding every handler of the operator."""
     registry = kopf.OperatorRegistry()
+    # A plain registry has no login handler: kopf's own for kubernetes_asyncio (in-cluster, else
+    # the kubeconfig), the client the operator already uses.
+    kopf.on.login(registry=registry, id="login")(kopf.login_via_async_client)
     for module in MODULES:
         module.register(registry)
     return registry
