@@ -107,7 +107,10 @@ def one_run(cp: Any, pg: pgserver.PgServer, i: int, replicas: int) -> tuple[floa
             kubectl("apply", "-f", "-", input=json.dumps(items))
             eventually(lambda: _all_gated_and_job_running(rec, name, replicas), timeout=120)
             blocker.execute("SELECT pg_advisory_unlock(%s)", (samples.SLOW_LOCK_KEY,))
-        released = eventually(lambda: _released(rec, name, replicas), timeout=120)
+        try:
+            released = eventually(lambda: _released(rec, name, replicas), timeout=120)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{kubectl('get', 'dbm', name, '-o', 'yaml')}") from e
         complete = _job_complete_at(rec, name)
     finally:
         rec.stop()

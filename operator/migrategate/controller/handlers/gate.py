@@ -127,7 +127,13 @@ async def on_migration_event(
         return
     migration = gate.migration_state(body)
     decisions = [(p, gate.decide(p, migration)) for p in gated_pods.get((namespace, name), ())]
-    await release(memo, [(p, d) for p, d in decisions if d.release])
+    due = [(p, d) for p, d in decisions if d.release]
+    if decisions:
+        log.info(
+            "%s/%s has migrated %s: %d gated pods, %d due",
+            *(namespace, name, migration.migrated_image, len(decisions), len(due)),
+        )
+    await release(memo, due)
 
 
 async def release(memo: kopf.Memo, pods: Iterable[tuple[GatedPod, Decision]]) -> None:
