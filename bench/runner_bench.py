@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,9 @@ import pgserver  # noqa: E402
 
 BIN = Path(sys.executable).parent
 GOALS = {"no-op": 0.8, "chain": 1.10}
+HEADER = (
+    "| scenario | migrategate (median s) | alembic (median s) | ratio | goal | met | CPU ratio |"
+)
 
 ENV_PY = """import os
 from logging.config import fileConfig
@@ -168,47 +172,64 @@ def commands(pg: pgserver.PgServer, db: str) -> dict[str, tuple[list[str], dict[
     }
 
 
-def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
+def timed(argv: list[str], env: dict[str, str], cwd: Path, cpu: list[float] | None = None) -> float:
+    """Wall-clock seconds of one run; its client CPU seconds (user + sys) go to ``cpu``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stdout}{done.stderr}")
+    if cpu is not None:
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return elapsed
 
 
-def bench_noop(pg: pgserver.PgServer, project: Path, runs: int) -> dict[str, list[float]]:
+Times = dict[str, list[float]]
+
+
+def bench_noop(pg: pgserver.PgServer, project: Path, runs: int) -> tuple[Times, Times]:
+    """(wall, cpu) seconds per contender, the database at head throughout."""
     db = pg.create_database()
     contenders = commands(pg, db)
     timed(*contenders["alembic"], project)  # bring it to head once
-    times: dict[str, list[float]] = {name: [] for name in contenders}
+    wall: Times = {name: [] for name in contenders}
+    cpu: Times = {name: [] for name in contenders}
     for _ in range(runs):
         for name, (argv, env) in contenders.items():
-            times[name].append(timed(argv, env, project))
+            wall[name].append(timed(argv, env, project, cpu[name]))
     pg.drop_database(db)
-    return times
+    return wall, cpu
 
 
-def bench_chain(pg: pgserver.PgServer, project: Path, runs: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {"migrategate": [], "alembic": []}
+def bench_chain(pg: pgserver.PgServer, project: Path, runs: int) -> tuple[Times, Times]:
+    """(wall, cpu) seconds per contender, each run on a fresh empty database."""
+    wall: Times = {"migrategate": [], "alembic": []}
+    cpu: Times = {"migrategate": [], "alembic": []}
     for _ in range(runs):
-        for name in times:
+        for name in wall:
             db = pg.create_database()
             argv, env = commands(pg, db)[name]
-            times[name].append(timed(argv, env, project))
+            wall[name].append(timed(argv, env, project, cpu[name]))
             pg.drop_database(db)
-    return times
+    return wall, cpu
 
 
-def summarise(times: dict[str, list[float]], goal: float) -> dict[str, float | bool]:
-    mg, al = statistics.median(times["migrategate"]), statistics.median(times["alembic"])
+def summarise(measured: tuple[Times, Times], goal: float) -> dict[str, object]:
+    """Medians and ratios; the goal is on wall clock, client CPU is shown as a steadier aside."""
+    wall, cpu = measured
+    mg, al = statistics.median(wall["migrategate"]), statistics.median(wall["alembic"])
+    mg_cpu, al_cpu = statistics.median(cpu["migrategate"]), statistics.median(cpu["alembic"])
     return {
         "migrategate_median_s": round(mg, 3),
         "alembic_median_s": round(al, 3),
         "ratio": round(mg / al, 3),
         "goal": goal,
         "met": mg / al <= goal,
-        "runs": len(times["migrategate"]),
+        "cpu_ratio": round(mg_cpu / al_cpu, 3),
+        "runs": len(wall["migrategate"]),
+        "wall_s": {k: [round(v, 3) for v in vals] for k, vals in wall.items()},
     }
 
 
@@ -225,11 +246,11 @@ def main(argv: list[str] | None = None) -> int:
             "chain": summarise(bench_chain(pg, project, args.runs), GOALS["chain"]),
         }
     figures["chain"]["revisions"] = args.chain
-    print("| scenario | migrategate (median s) | alembic (median s) | ratio | goal | met |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(HEADER)
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, f in figures.items():
         row = [name, f["migrategate_median_s"], f["alembic_median_s"], f["ratio"]]
-        row += [f"<= {f['goal']}", "yes" if f["met"] else "no"]
+        row += [f"<= {f['goal']}", "yes" if f["met"] else "no", f["cpu_ratio"]]
         print("| " + " | ".join(str(c) for c in row) + " |")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
