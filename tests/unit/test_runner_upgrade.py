@@ -102,3 +102,25 @@ def test_exported_sets_then_restores(monkeypatch: pytest.MonkeyPatch) -> None:
     with upgrade.exported("DATABASE_URL_SYNC", "during"):
         pass
     assert "DATABASE_URL_SYNC" not in os.environ
+
+
+def test_alembic_upgrade_falls_back_to_command_upgrade(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Alembic without ScriptDirectory._upgrade_revs gets command.upgrade itself."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(upgrade.command, "upgrade", lambda cfg, target: calls.append((cfg, target)))
+
+    class OldScripts:
+        pass
+
+    upgrade.alembic_upgrade("cfg", OldScripts(), "head")  # type: ignore[arg-type]
+    assert calls == [("cfg", "head")]
+
+
+def test_alembic_upgrade_reuses_the_loaded_scripts(script, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the hook, env.py runs against the ScriptDirectory we pass (no second load)."""
+    ran: list[object] = []
+    monkeypatch.setattr(type(script), "run_env", lambda self: ran.append(self))
+    monkeypatch.setattr(upgrade.command, "upgrade", lambda *a: pytest.fail("not reused"))
+    cfg = scripts.load_config("alembic.ini", "alembic")
+    upgrade.alembic_upgrade(cfg, script, "head")
+    assert ran == [script]
