@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             user=65534,
         )
         table[APP_IMAGE] = Image(
-            env={"PATH": DEFAULT_PATH, "PYTHONPATH": "/app"},
+            env=operatorproc.nonroot_python_env(work / "python-shim"),
             mounts={"/app": str(samples.materialize("seed004_ini_url", "v2", work / "app"))},
             working_dir="/app",
             user=65534,

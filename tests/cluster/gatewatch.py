@@ -32,6 +32,7 @@ class Event:
     kind: str
     type: str  # ADDED, MODIFIED, DELETED
     obj: dict[str, Any]
+    initial: bool = False  # from the listing made before watching
 
     @property
     def name(self) -> str:
@@ -72,9 +73,16 @@ class Recorder:
             return [e for e in self._events if kind is None or e.kind == kind]
 
     def states(self, kind: str) -> Iterator[tuple[Event, dict[str, dict[str, Any]]]]:
-        """After each event of `kind`: that event and every live object of the kind by name."""
+        """Every live object of `kind` by name: once after the initial listing, then after
+        each watch event (with that event)."""
         live: dict[str, dict[str, Any]] = {}
-        for event in self.events(kind):
+        events = self.events(kind)
+        initial = [e for e in events if e.initial]
+        for event in initial:
+            live[event.name] = event.obj
+        if initial:
+            yield initial[-1], dict(live)
+        for event in events[len(initial) :]:
             if event.type == "DELETED":
                 live.pop(event.name, None)
             else:
@@ -112,7 +120,7 @@ class Recorder:
         listing = await api.request("GET", path)
         assert listing is not None
         for obj in listing.get("items") or []:
-            self._record(kind, "ADDED", obj)
+            self._record(kind, "ADDED", obj, initial=True)
         version = listing["metadata"]["resourceVersion"]
         await asyncio.get_running_loop().run_in_executor(None, self._listed.wait)
         while True:  # the server ends a watch now and then; resume where it stopped
@@ -129,9 +137,9 @@ class Recorder:
                 assert listing is not None
                 version = listing["metadata"]["resourceVersion"]
 
-    def _record(self, kind: str, kind_of_event: str, obj: dict[str, Any]) -> None:
+    def _record(self, kind: str, type_: str, obj: dict[str, Any], initial: bool = False) -> None:
         with self._lock:
-            self._events.append(Event(time.monotonic(), kind, kind_of_event, obj))
+            self._events.append(Event(time.monotonic(), kind, type_, obj, initial))
 
 
 # ---------------------------------------------------------------------- pod facts

@@ -71,7 +71,8 @@ def gate_images(image_table, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     for version in VERSIONS:
         app_dir = samples.materialize(STYLE, version, base / version)
         image_table[f"{REPOSITORY}:{version}"] = Image(
-            env={"PATH": DEFAULT_PATH, "PYTHONPATH": "/app"},
+            # The venv's python lives under /root: non-root containers get a shim (operatorproc).
+            env=operatorproc.nonroot_python_env(base / "python-shim"),
             mounts={"/app": str(app_dir)},
             working_dir="/app",
             user=NONROOT,
@@ -97,7 +98,7 @@ def gate_ns(control_plane, pod_runner) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def operator(control_plane, gate_ns, gate_images, tmp_path_factory) -> Iterator[Any]:
     control_plane.kubectl("apply", "-f", str(REPO / "crds/databasemigrations.migrategate.io.yaml"))
-    eventually(lambda: control_plane.kubectl("get", "dbm", "-A"), timeout=30)
+    eventually(lambda: _crd_served(control_plane), timeout=30)
     log = tmp_path_factory.mktemp("gate-operator") / "operator.log"
     with operatorproc.running(control_plane.env, gate_ns, log) as op:
         yield op
@@ -109,6 +110,11 @@ def ctx(control_plane, gate_ns, operator, pg, tmp_path) -> Ctx:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _crd_served(cp: Any) -> None:
+    out = cp.kubectl("api-resources", "--api-group", c.GROUP, "-o", "name", check=False)
+    assert f"{c.PLURAL}.{c.GROUP}" in out, out
 
 
 def _assert_in(needle: str, haystack: str) -> None:
