@@ -19,6 +19,13 @@ binaries=(etcd kube-apiserver kube-controller-manager kubectl helm)
 
 log() { printf '[cluster-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
+# Go or the proxy missing: outside CI the cluster tests then skip (saying why),
+# so `make test` still runs the rest; under CI=true it is an error.
+refuse() {
+  if [[ "${CI:-}" == true || "${CI:-}" == 1 ]]; then die "$*"; fi
+  log "REFUSING: $* The cluster tests will be skipped."
+  exit 0
+}
 
 have_all() {
   local b
@@ -30,17 +37,17 @@ if have_all; then
   exit 0
 fi
 
-command -v go >/dev/null || die "'go' is not on PATH; install Go >= 1.26 (the pinned Kubernetes needs it)."
+command -v go >/dev/null || refuse "'go' is not on PATH; install Go >= 1.26 (the pinned Kubernetes needs it)."
 
 # Never let Go download a newer toolchain behind our back: the pins are chosen
 # so the installed Go satisfies every go.mod.
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 proxy="$(go env GOPROXY)"
-[[ "$proxy" == off ]] && die "GOPROXY=off: the build needs the Go module proxy."
+[[ "$proxy" == off ]] && refuse "GOPROXY=off: the build needs the Go module proxy."
 log "go: $(go version | cut -d' ' -f3), GOPROXY=$proxy"
 if ! go list -m -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" >/dev/null 2>&1; then
-  die "cannot reach the Go module proxy ($proxy) for k8s.io/kubernetes@${KUBERNETES_VERSION}."
+  refuse "cannot reach the Go module proxy ($proxy) for k8s.io/kubernetes@${KUBERNETES_VERSION}."
 fi
 
 # The checksum database is often unreachable when only the proxy is allowed.
@@ -116,8 +123,9 @@ build_helm() {
   mkdir -p "$dir"
   printf 'module migrategate.local/build/helm\n\ngo 1.26.0\n\nrequire helm.sh/helm/v4 %s\n' \
     "$HELM_VERSION" >"$dir/go.mod"
+  local v="helm.sh/helm/v4/internal/version"
   (cd "$dir" && go build -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=${HELM_VERSION}" \
+    -ldflags "-s -w -X $v.version=${HELM_VERSION} -X $v.gitTreeState=clean" \
     -o "$bin/helm" helm.sh/helm/v4/cmd/helm)
 }
 

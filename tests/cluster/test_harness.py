@@ -185,9 +185,11 @@ def test_crd_is_served_with_structural_validation_and_status(
         "metadata": {"name": "w"},
         "spec": {"size": 3, "bogus": True},
     }
-    apply(kubectl, namespace, widget)
+    with pytest.raises(RuntimeError, match='unknown field "spec.bogus"'):
+        apply(kubectl, namespace, widget)  # strict field validation (kubectl's default)
+    kubectl("apply", "-n", namespace, "--validate=false", "-f", "-", input=json.dumps(widget))
     stored = get(kubectl, namespace, "widget", "w")
-    assert stored["spec"] == {"size": 3}  # unknown fields are pruned
+    assert stored["spec"] == {"size": 3}  # without it, unknown fields are pruned
     bad = {**widget, "metadata": {"name": "bad"}, "spec": {"size": 0}}
     with pytest.raises(RuntimeError, match="spec.size"):
         apply(kubectl, namespace, bad)

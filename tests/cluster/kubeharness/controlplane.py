@@ -49,7 +49,7 @@ class ControlPlane:
     kubeconfig: Path
     ca_file: Path
     ledger: Ledger
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -236,9 +236,10 @@ def wait_ready(cp: ControlPlane, path: str = "/readyz", timeout: float = 90.0) -
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        for p in cp.procs:
+        for name, p in cp.procs.items():
             if p.poll() is not None:
-                raise RuntimeError(f"{p.args[0]} exited with {p.returncode}; see {cp.workdir}")
+                tail = cp.log(name)[-2000:]
+                raise RuntimeError(f"{name} exited with {p.returncode}:\n{tail}")
         try:
             with urllib.request.urlopen(cp.server + path, context=ctx, timeout=5) as r:
                 if r.status == 200:
@@ -266,26 +267,24 @@ def start(workdir: Path, bin_dir: Path | None = None) -> ControlPlane:
     write_kubeconfig(cp.kubeconfig, cp.server, pki)
     try:
         etcd_port = free_port()
-        cp.procs.append(_spawn(cp, "etcd", _etcd_args(bin_dir, workdir, etcd_port, free_port())))
-        cp.procs.append(
-            _spawn(cp, "kube-apiserver", _apiserver_args(bin_dir, pki, api_port, etcd_port))
-        )
+        _spawn(cp, "etcd", _etcd_args(bin_dir, workdir, etcd_port, free_port()))
+        _spawn(cp, "kube-apiserver", _apiserver_args(bin_dir, pki, api_port, etcd_port))
         wait_ready(cp)
         kcm = _controller_manager_args(bin_dir, workdir, pki, free_port())
-        cp.procs.append(_spawn(cp, "kube-controller-manager", kcm))
+        _spawn(cp, "kube-controller-manager", kcm)
     except BaseException:
         stop(cp)
         raise
     return cp
 
 
-def _spawn(cp: ControlPlane, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
-    return popen(argv, cp.ledger, cp.workdir / f"{name}.log", cwd=cp.workdir)
+def _spawn(cp: ControlPlane, name: str, argv: list[str]) -> None:
+    cp.procs[name] = popen(argv, cp.ledger, cp.workdir / f"{name}.log", cwd=cp.workdir)
 
 
 def stop(cp: ControlPlane) -> list[int]:
     """Kill every process group we started (newest first); return any survivors."""
-    for p in reversed(cp.procs):
+    for p in reversed(cp.procs.values()):
         kill_group(p.pid, grace=5.0)
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout=1)

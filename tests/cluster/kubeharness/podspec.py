@@ -249,7 +249,7 @@ def _items(src: dict[str, Any], obj: dict[str, bytes] | None, kind: str, name: s
         if item["key"] not in obj:
             if src.get("optional"):
                 continue
-            raise MountError(f"configmap references non-existent config key: {item['key']}")
+            raise MountError(f"{kind} references non-existent key: {item['key']}")
         files[item["path"]] = (obj[item["key"]], item.get("mode", mode))
     return files
 

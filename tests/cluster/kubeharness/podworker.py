@@ -82,6 +82,7 @@ class PodWorker:
         self.task: asyncio.Task[None] | None = None
         self.volume_dirs: dict[str, str] = {}
         self._write_lock = asyncio.Lock()
+        self._transitions: dict[str, tuple[str, str]] = {}  # type -> (status, since)
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -125,10 +126,11 @@ class PodWorker:
                 await self.task
 
     async def deadline_exceeded(self) -> None:
-        await self.kill(grace=0)
-        self._mark_killed()
+        # Decided before the kill, so no status write reports Failed without the reason.
         self.final_phase, self.reason = "Failed", "DeadlineExceeded"
         self.message = "Pod was active on the node longer than the specified deadline"
+        await self.kill(grace=0)
+        self._mark_killed()
         await self.write_status()
 
     async def deleted(self, grace: float) -> None:
@@ -326,7 +328,7 @@ class PodWorker:
             "podIP": "127.0.0.1",
             "podIPs": [{"ip": "127.0.0.1"}],
             "startTime": self.start_time,
-            "conditions": [
+            "conditions": self._stamped(
                 ps.condition("PodReadyToStartContainers", self.sandbox_ready and not self.finished),
                 ps.condition(
                     "Initialized",
@@ -335,13 +337,23 @@ class PodWorker:
                 ),
                 ps.condition("ContainersReady", ready, why),
                 ps.condition("Ready", ready, why),
-            ],
+            ),
             "initContainerStatuses": [c.status() for c in self.inits],
             "containerStatuses": [c.status() for c in self.mains],
         }
         if self.reason:
             status["reason"], status["message"] = self.reason, self.message
         return status
+
+    def _stamped(self, *conditions: dict[str, Any]) -> list[dict[str, Any]]:
+        """Conditions with lastTransitionTime kept until their status changes."""
+        out = []
+        for c in conditions:
+            seen = self._transitions.get(c["type"])
+            if seen is None or seen[0] != c["status"]:
+                seen = self._transitions[c["type"]] = (c["status"], ps.now())
+            out.append({**c, "lastTransitionTime": seen[1], "lastProbeTime": None})
+        return out
 
 
 def _read(path: Path) -> str:

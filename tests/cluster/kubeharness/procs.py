@@ -8,7 +8,6 @@ SIGKILLed pytest still takes them down.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
@@ -85,7 +84,7 @@ class Ledger:
         return sorted(set(alive))
 
 
-def popen(argv: list[str], ledger: Ledger, log: Path, **kw: object) -> subprocess.Popen[bytes]:
+def popen(argv: list[str], ledger: Ledger, log: Path, cwd: Path) -> subprocess.Popen[bytes]:
     """Start a process as the leader of a new process group, logging to ``log``."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -95,7 +94,7 @@ def popen(argv: list[str], ledger: Ledger, log: Path, **kw: object) -> subproces
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=die_with_parent,
-            **kw,  # type: ignore[arg-type]
+            cwd=cwd,
         )
     ledger.record(proc.pid)
     return proc
@@ -110,12 +109,6 @@ def kill_group(pgid: int, grace: float) -> None:
             return
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
-            _reap(pgid)
-            if not pgid_members(pgid):
+            if not pgid_members(pgid):  # zombies don't count: their parent reaps them
                 return
             time.sleep(0.05)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
