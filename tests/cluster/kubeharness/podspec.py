@@ -355,7 +355,10 @@ def launch_argv(
     lines.append(f"cd {q(working_dir)}")
     drop = ""
     if uid != 0 or gid != 0:
-        drop = f"setpriv --reuid={uid} --regid={gid} --clear-groups --pdeathsig=KILL -- "
+        # CAP_DAC_READ_SEARCH only lets the uid read the host's "image" files, such as
+        # the venv's python under /root (0700); writes still follow the uid.
+        caps = "--inh-caps=+dac_read_search --ambient-caps=+dac_read_search"
+        drop = f"setpriv --reuid={uid} --regid={gid} --clear-groups {caps} --pdeathsig=KILL -- "
     lines.append(f'exec {drop}"$@"')
     prelude = "\n".join(lines)
     return [
