@@ -189,7 +189,7 @@ def test_every_seed_sample_reaches_ready(cluster, operator, app_image, pg):
 
 
 def test_new_image_gives_a_new_job_and_applied_revisions(cluster, operator, app_image, pg):
-    db = pg.create_database()
+    db = pg.create_database(owner=pgserver.SPECIAL_USER)
     cluster.secret("db", pg.url(db, user=pgserver.SPECIAL_USER, password=pgserver.SPECIAL_PASSWORD))
     style = "seed004_ini_url"
     cluster.migration("shop", app_image(style, "v1"), "db")
