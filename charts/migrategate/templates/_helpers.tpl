@@ -63,6 +63,12 @@ database URL, through secretKeyRef.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
+{{- if .Values.watchNamespaces }}
+# With listed namespaces kopf still looks them up, and warns without this.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- if gt (int .Values.replicas) 1 }}
 # Peering between replicas: only one of them handles events.
 - apiGroups: ["kopf.dev"]
