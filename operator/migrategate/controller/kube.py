@@ -109,17 +109,19 @@ class Kube:
         gone is a no-op. False when the pod itself is gone.
         """
         body = {"spec": {"schedulingGates": [{"name": gate, "$patch": "delete"}]}}
-        try:
-            await self.core.patch_namespaced_pod(
-                name,
-                namespace,
-                body,
-                _content_type=STRATEGIC_MERGE_PATCH,  # type: ignore[call-arg]  # via **kwargs
-            )
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise
+        # The returned pod is not needed: skip deserialising it (the client then checks no status).
+        resp: Any = await self.core.patch_namespaced_pod(
+            name,
+            namespace,
+            body,
+            _content_type=STRATEGIC_MERGE_PATCH,  # type: ignore[call-arg]  # via **kwargs
+            _preload_content=False,
+        )
+        text = (await resp.read()).decode(errors="replace")
+        if resp.status == 404:
+            return False
+        if resp.status >= 300:
+            raise ApiException(status=resp.status, reason=f"{resp.reason}: {text[:500]}")
         return True
 
     async def post_event(
