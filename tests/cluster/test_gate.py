@@ -56,8 +56,8 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserver.PgServer]:
 
 
 @pytest.fixture(scope="module")
-def gate_images(image_table, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The runner payload image and gate-app:<version> for each sample version."""
+def gate_images(image_table, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The runner payload image and gate-app:<version> for each sample version (their dirs)."""
     spec = importlib.util.spec_from_file_location("build_payload", REPO / "image/build_payload.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -68,8 +68,9 @@ def gate_images(image_table, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     image_table[operatorproc.RUNNER_IMAGE] = Image(
         env={"PATH": DEFAULT_PATH}, mounts={contract.IMAGE_PAYLOAD_DIR: str(payload)}, user=NONROOT
     )
+    dirs = {}
     for version in VERSIONS:
-        app_dir = samples.materialize(STYLE, version, base / version)
+        app_dir = dirs[version] = samples.materialize(STYLE, version, base / version)
         image_table[f"{REPOSITORY}:{version}"] = Image(
             # The venv's python lives under /root: non-root containers get a shim (operatorproc).
             env=operatorproc.nonroot_python_env(base / "python-shim"),
@@ -77,7 +78,7 @@ def gate_images(image_table, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             working_dir="/app",
             user=NONROOT,
         )
-    yield
+    yield dirs
     image_table.restore(saved)
 
 
@@ -105,8 +106,8 @@ def operator(control_plane, gate_ns, gate_images, tmp_path_factory) -> Iterator[
 
 
 @pytest.fixture
-def ctx(control_plane, gate_ns, operator, pg, tmp_path) -> Ctx:
-    return Ctx(control_plane, gate_ns, operator, pg, tmp_path)
+def ctx(control_plane, gate_ns, operator, pg, gate_images, tmp_path) -> Ctx:
+    return Ctx(control_plane, gate_ns, operator, pg, tmp_path, gate_images)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -128,6 +129,7 @@ class Ctx:
     operator: Any
     pg: pgserver.PgServer
     tmp: Path
+    app_dirs: dict[str, Path]  # sample version -> the host directory of gate-app:<version>
 
     def kubectl(self, *args: str, **kw: Any) -> str:
         return str(self.cp.kubectl(*args, "-n", self.ns, **kw))
@@ -135,7 +137,7 @@ class Ctx:
     def get(self, *what: str) -> dict[str, Any]:
         return dict(json.loads(self.kubectl("get", *what, "-o", "json")))
 
-    def app(self, release: str, replicas: int, **migration: Any) -> App:
+    def app(self, release: str, replicas: int, values: dict | None = None, **migration: Any) -> App:
         db = self.pg.create_database()
         secret = {
             "apiVersion": "v1",
@@ -144,7 +146,7 @@ class Ctx:
             "stringData": {"url": self.pg.url(db)},
         }
         self.kubectl("apply", "-f", "-", input=json.dumps(secret))
-        return App(self, release, db, replicas, migration)
+        return App(self, release, db, replicas, migration, values or {})
 
     def recorder(self) -> gatewatch.Recorder:
         return gatewatch.Recorder(self.cp.server, self.cp.workdir / "pki", self.ns)
@@ -165,6 +167,7 @@ class App:
     db: str
     replicas: int
     migration: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)  # more chart values
 
     @property
     def name(self) -> str:  # the chart's fullname: <release>-app
@@ -180,6 +183,7 @@ class App:
             "command": ["sleep", "infinity"],
             "databaseURL": {"secretName": f"{self.release}-db", "secretKey": "url"},
             "migration": self.migration,
+            **self.values,
         }
         if shutil.which("helm", path=self.ctx.cp.env.get("PATH")) is None:
             pytest.skip("helm is not built (make cluster-binaries)")
@@ -514,3 +518,41 @@ def test_missing_migration_warns_then_a_new_one_releases_keeping_other_gates(ctx
     eventually(only_other_gate_left, timeout=120)
     assert not ctx.get("pod", "orphan")["spec"].get("nodeName")
     ctx.kubectl("delete", "pod", "orphan", "--wait=false")
+
+
+def test_init_container_mode_waits_for_the_schema_without_the_operator(ctx):
+    """gate.mode=initContainer, no DatabaseMigration: `migrategate wait` holds each pod in its
+    init container until something else migrates the database."""
+    values = {
+        "gate": {"mode": "initContainer", "runnerImage": operatorproc.RUNNER_IMAGE},
+        "migration": {"enabled": False},
+    }
+    app = ctx.app("init", replicas=2, values=values)
+    manifest = app.render("v1")
+    assert "kind: DatabaseMigration" not in manifest and c.SCHEDULING_GATE not in manifest
+    ctx.kubectl("apply", "-f", "-", input=manifest)
+
+    def waiting_in_init() -> list[dict]:
+        pods = app.pods()
+        assert len(pods) == 2, [p["metadata"]["name"] for p in pods]
+        for pod in pods:
+            st = pod.get("status") or {}
+            inits = {x["name"]: x.get("state") or {} for x in st.get("initContainerStatuses") or []}
+            assert "terminated" in inits.get("install-runner", {}), inits
+            assert "running" in inits.get("wait-for-schema", {}), inits
+            assert not gatewatch.ready(pod)
+        return pods
+
+    eventually(waiting_in_init, timeout=60)
+    # Still waiting a few seconds later: the schema is not there.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        waiting_in_init()
+        time.sleep(0.5)
+    # Migrate from outside the cluster (a CI step, say): the pods start.
+    migrate = [sys.executable, "-m", "migrategate.runner", "migrate", "--config", "alembic.ini"]
+    env = {"PATH": DEFAULT_PATH, "DATABASE_URL": ctx.pg.url(app.db)}
+    done = subprocess.run(migrate, cwd=ctx.app_dirs["v1"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    app.wait_rolled_out("v1", timeout=60)
+    assert app.db_heads() == [samples.head_of("v1")]
