@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                 cp.kubectl("apply", "-f", str(REPO / "crds" / f"{c.CRD_NAME}.yaml"))
                 cp.kubectl("create", "namespace", NAMESPACE)
                 time.sleep(2)  # the default ServiceAccount appears asynchronously
-                with operatorproc.running(cp.env, NAMESPACE, work / "operator.log") as op:
+                with operatorproc.running(
+                    cp.env, NAMESPACE, work / "operator.log", show_log=False
+                ) as op:
                     results = asyncio.run(run_bench(cp, pg, args.runs))
                     time.sleep(5)  # idle
                     assert op.proc is not None
