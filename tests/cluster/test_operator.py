@@ -163,6 +163,19 @@ def assert_no_password(text: str) -> None:
 # ----------------------------------------------------------------------------- tests
 
 
+def test_crd_explains_its_fields(control_plane, crd):
+    def explain(path: str) -> str:
+        # The API server publishes a new CRD's OpenAPI a moment after it is established.
+        done = control_plane.kubectl("explain", path, check=False)
+        assert done, f"kubectl explain {path}: nothing yet"
+        return done
+
+    out = eventually(lambda: explain("dbm.spec.runner.mode"), timeout=60)
+    assert "inject: an init container copies the runner" in out
+    out = control_plane.kubectl("explain", "dbm.status.migratedImage")
+    assert "The last image whose migration succeeded" in out
+
+
 def test_every_seed_sample_reaches_ready(cluster, operator, app_image, pg):
     dbs = {}
     for style in SEEDS:
@@ -248,7 +261,7 @@ def _assert_phase(cluster: Cluster, name: str, phase: str, generation: int) -> N
     assert st.get("observedGeneration") == generation and st.get("phase") == phase, st
 
 
-def test_missing_secret_stalls_naming_it(cluster, operator, app_image):
+def test_missing_secret_stalls_naming_it(cluster, operator, app_image, pg):
     cluster.migration("shop", app_image("seed004_ini_url", "v1"), "no-such-secret")
     st = cluster.wait_condition("shop", "Stalled", timeout=60)
     assert st["phase"] == "Failed"
@@ -256,6 +269,13 @@ def test_missing_secret_stalls_naming_it(cluster, operator, app_image):
     assert "CreateContainerConfigError" in st["message"]
     # The stuck Job is removed, so creating the Secret later runs nothing unannounced.
     eventually(lambda: _assert_no_active_jobs(cluster, "shop"), timeout=30)
+    # Once the Secret exists, the rerun annotation starts again.
+    db = pg.create_database()
+    cluster.secret("no-such-secret", pg.url(db))
+    cluster.kubectl("annotate", "dbm", "shop", "migrategate.io/rerun=1")
+    st = cluster.wait_ready("shop")
+    assert st["attempts"] == 1 and st["currentRevision"] == [samples.head_of("v1")]
+    assert db_heads(pg, db) == [samples.head_of("v1")]
 
 
 def _assert_no_active_jobs(cluster: Cluster, name: str) -> None:
