@@ -7,6 +7,9 @@ PYTEST_ARGS ?=
 
 .PHONY: setup cluster-binaries lint test test-unit demo crd bench
 
+# DEMO_ARGS=--keep leaves the demo running until Ctrl-C.
+DEMO_ARGS ?=
+
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -32,6 +35,9 @@ test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 # The CRD under crds/ and the Helm chart's copy, both generated from the pydantic models.
+demo: setup
+	$(PY) tests/cluster/demo.py $(DEMO_ARGS)
+
 crd: setup
 	$(VENV)/bin/migrategate crd
 	$(VENV)/bin/migrategate crd -o charts/migrategate/files
