@@ -208,3 +208,11 @@ def test_round_trip_keeps_password_and_hosts(password: str, user: str, where: di
         assert make_url(masked).password == "***"
         if len(password) >= 4:
             assert quote(password, safe="") not in masked
+
+
+def test_mask_keeps_messages_readable_for_very_short_passwords() -> None:
+    message = "DATABASE_URL names the 'mysql' backend; use postgresql+asyncpg://"
+    assert urls.mask(message, ["p"]) == message
+    assert urls.mask("connect as app:p@db with password p", ["p"]) == (
+        "connect as app:***@db with password ***"
+    )

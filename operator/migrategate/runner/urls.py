@@ -207,9 +207,17 @@ def secrets_of_raw(raw: str) -> list:
     return sorted(spellings, key=len, reverse=True)
 
 
+# Shorter secrets are masked only as whole words: replacing every "p" of a
+# one-letter password would garble the message and hide nothing worth hiding.
+MIN_SUBSTRING_SECRET = 4
+
+
 def mask(text: str, secrets: list) -> str:
     """Replace every secret in ``text`` by ***."""
     for secret in secrets:
-        if secret:
+        if len(secret) >= MIN_SUBSTRING_SECRET:
             text = text.replace(secret, "***")
+        elif secret:
+            word = r"(?<![A-Za-z0-9])" + re.escape(secret) + r"(?![A-Za-z0-9])"
+            text = re.sub(word, "***", text)
     return text
