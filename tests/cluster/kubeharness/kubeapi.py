@@ -6,6 +6,7 @@ is what the pure logic in ``podspec`` consumes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from typing import Any
 import aiohttp
 
 JSON = dict[str, Any]
+CONNECT_ATTEMPTS = 5
 
 
 class ApiError(Exception):
@@ -46,15 +48,23 @@ class KubeAPI:
     ) -> JSON | None:
         data = None if body is None else json.dumps(body)
         headers = {"Content-Type": content_type, "Accept": "application/json"}
-        async with self.session.request(
-            method, self.server + path, data=data, headers=headers
-        ) as r:
-            text = await r.text()
-            if r.status == 404 and ok_missing:
-                return None
-            if r.status >= 400:
-                raise ApiError(r.status, text)
-            return json.loads(text) if text else {}
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                async with self.session.request(
+                    method, self.server + path, data=data, headers=headers
+                ) as r:
+                    text = await r.text()
+                    break
+            except (aiohttp.ClientConnectionError, TimeoutError):
+                # A dropped keep-alive connection or a busy apiserver: try again.
+                if attempt == CONNECT_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.1 * (attempt + 1))
+        if r.status == 404 and ok_missing:
+            return None
+        if r.status >= 400:
+            raise ApiError(r.status, text)
+        return json.loads(text) if text else {}
 
     async def get(self, path: str) -> JSON | None:
         """The object, or None when it does not exist."""

@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from . import podspec as ps
 from .controlplane import ControlPlane
 from .images import ImageTable
@@ -148,11 +150,7 @@ class PodRunner:
         while True:
             try:
                 if not rv:
-                    listing = await self.api.request("GET", "/api/v1/pods")
-                    assert listing is not None
-                    for pod in listing["items"]:
-                        self._on_pod("ADDED", pod)
-                    rv = listing["metadata"]["resourceVersion"]
+                    rv = await self._relist()
                     self._ready.set()
                 async for event in self.api.watch("/api/v1/pods", rv):
                     obj = event["object"]
@@ -162,9 +160,24 @@ class PodRunner:
                     rv = obj["metadata"]["resourceVersion"]
                     if event["type"] != "BOOKMARK":
                         self._on_pod(event["type"], obj)
-            except (TimeoutError, ApiError, OSError) as e:
+            except (TimeoutError, ApiError, OSError, aiohttp.ClientError) as e:
                 log.warning("pod watch ended (%s); resuming", e)
+                if isinstance(e, ApiError) and e.status == 410:
+                    rv = ""  # expired resourceVersion: list again
                 await asyncio.sleep(0.2)
+
+    async def _relist(self) -> str:
+        """Handle every pod as ADDED; forget workers whose pod vanished meanwhile."""
+        listing = await self.api.request("GET", "/api/v1/pods")
+        assert listing is not None
+        uids = {p["metadata"]["uid"] for p in listing["items"]}
+        for uid, worker in list(self.workers.items()):
+            if uid not in uids and not worker.stopping_requested:
+                worker.stopping_requested = True
+                self._spawn(self._forget(worker, grace=0))
+        for pod in listing["items"]:
+            self._on_pod("ADDED", pod)
+        return str(listing["metadata"]["resourceVersion"])
 
     def _on_pod(self, kind: str, pod: ps.Pod) -> None:
         uid = pod["metadata"]["uid"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import subprocess
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from .images import ImageTable
 from .kubeapi import ApiError, KubeAPI
 from .procs import Ledger, die_with_parent, kill_group
 
+log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0  # how often a blocked container (missing Secret, ...) retries
 
 
@@ -88,10 +90,8 @@ class PodWorker:
 
     async def run(self) -> None:
         """Run the pod to completion (or until killed) and report each step."""
-        for c in self.inits:
-            c.state = ps.waiting(
-                "PodInitializing" if c is not self.inits[0] else "ContainerCreating"
-            )
+        for c in self.inits[1:] + (self.mains if self.inits else []):
+            c.state = ps.waiting("PodInitializing")
         await self.write_status()
         if not await self._pull_images() or not await self._setup_volumes():
             return
@@ -309,13 +309,16 @@ class PodWorker:
     async def write_status(self) -> None:
         """Report the whole pod status (strategic merge: conditions merge by type)."""
         async with self._write_lock:
-            with contextlib.suppress(ApiError):  # the pod may be gone already
+            try:
                 await self.api.request(
                     "PATCH",
                     self.path + "/status",
                     {"status": self._status()},
                     "application/strategic-merge-patch+json",
                 )
+            except ApiError as e:
+                if e.status != 404:  # a gone pod is normal; anything else is a harness bug
+                    log.error("status of %s rejected: %s", self.path, e)
 
     def _status(self) -> dict[str, Any]:
         phase = self.phase
