@@ -80,7 +80,14 @@ def app_image(images, tmp_path: Path) -> Callable[[str, str], str]:
 @pytest.fixture
 def crd(control_plane) -> None:
     control_plane.kubectl("apply", "-f", str(REPO / "crds/databasemigrations.migrategate.io.yaml"))
-    eventually(lambda: control_plane.kubectl("get", "dbm", "-A"), timeout=30)
+
+    def served() -> None:  # also refreshes kubectl's discovery cache
+        found = control_plane.kubectl(
+            "api-resources", "--api-group=migrategate.io", "-o", "name", check=False
+        )
+        assert "databasemigrations.migrategate.io" in found, found
+
+    eventually(served, timeout=30)
 
 
 @pytest.fixture
