@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from migrategate.controller import settings as settings_mod
 
@@ -73,15 +74,18 @@ def _operator(args: argparse.Namespace) -> int:
     )
     kopf.configure(verbose=ours.log_level == "DEBUG", log_format=kopf.LogFormat.JSON)
     logging.getLogger().setLevel(ours.log_level)
-    liveness = f"http://0.0.0.0:{ours.liveness_port}/healthz" if ours.liveness_port else None
-    kopf.run(
-        registry=build_registry(),
-        memo=kopf.Memo(settings=ours),
-        namespaces=ours.namespaces,
-        clusterwide=not ours.namespaces,
-        # A single replica runs standalone; peering only when several replicas share the work.
-        standalone=not ours.peering,
-        peering_name=ours.peering or None,
-        liveness_endpoint=liveness,
-    )
+    kopf.run(registry=build_registry(), memo=kopf.Memo(settings=ours), **run_options(ours))
     return 0
+
+
+def run_options(ours: settings_mod.Settings) -> dict[str, Any]:
+    """kopf.run's scope, peering and liveness arguments for these settings."""
+    liveness = f"http://0.0.0.0:{ours.liveness_port}/healthz" if ours.liveness_port else None
+    return {
+        "namespaces": list(ours.namespaces),
+        "clusterwide": not ours.namespaces,
+        # A single replica runs standalone; peering only when several replicas share the work.
+        "standalone": not ours.peering,
+        "peering_name": ours.peering or None,
+        "liveness_endpoint": liveness,
+    }
