@@ -9,9 +9,11 @@ order, so replaying them reconstructs the state after each event.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +42,11 @@ class Event:
 
 
 class Recorder:
-    def __init__(self, server: str, pki: Path, namespace: str) -> None:
+    def __init__(
+        self, server: str, pki: Path, namespace: str, sink: Callable[[Event], None] | None = None
+    ) -> None:
         self.server, self.pki, self.namespace = server, pki, namespace
+        self.sink = sink  # also called with each event, from the recorder's thread
         self._events: list[Event] = []
         self._lock = threading.Lock()
         self._listed = threading.Barrier(len(PATHS) + 1)
@@ -138,8 +143,52 @@ class Recorder:
                 version = listing["metadata"]["resourceVersion"]
 
     def _record(self, kind: str, type_: str, obj: dict[str, Any], initial: bool = False) -> None:
+        event = Event(time.monotonic(), kind, type_, obj, initial)
         with self._lock:
-            self._events.append(Event(time.monotonic(), kind, type_, obj, initial))
+            self._events.append(event)
+        if self.sink is not None:
+            self.sink(event)
+
+
+class ProcessRecorder(Recorder):
+    """A Recorder in a child process, so its arrival times do not queue behind the GIL of a
+    busy parent (the benchmark's in-process pod runner). CLOCK_MONOTONIC is system-wide,
+    so its times compare with the parent's."""
+
+    def __init__(self, server: str, pki: Path, namespace: str) -> None:
+        super().__init__(server, pki, namespace)
+        ctx = multiprocessing.get_context("spawn")
+        self._queue: Any = ctx.Queue()
+        self._stop = ctx.Event()
+        args = (server, str(pki), namespace, self._queue, self._stop)
+        self._proc = ctx.Process(target=_record_in_child, args=args, daemon=True)
+
+    def start(self, timeout: float = 30) -> Recorder:
+        self._proc.start()
+        while (item := self._queue.get(timeout=timeout)) != "listed":
+            self._events.append(item)  # the initial listing
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.kill()
+
+    def events(self, kind: str | None = None) -> list[Event]:
+        while True:
+            try:
+                self._events.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return [e for e in self._events if kind is None or e.kind == kind]
+
+
+def _record_in_child(server: str, pki: str, namespace: str, out: Any, stop: Any) -> None:
+    rec = Recorder(server, Path(pki), namespace, sink=out.put).start()
+    out.put("listed")
+    stop.wait()
+    rec.stop()
 
 
 # ---------------------------------------------------------------------- pod facts
