@@ -212,7 +212,7 @@ def test_new_image_gives_a_new_job_and_applied_revisions(cluster, operator, app_
     db = pg.create_database(owner=pgserver.SPECIAL_USER)
     cluster.secret("db", pg.url(db, user=pgserver.SPECIAL_USER, password=pgserver.SPECIAL_PASSWORD))
     style = "seed004_ini_url"
-    cluster.migration("shop", app_image(style, "v1"), "db")
+    cluster.migration("shop", app_image(style, "v1"), "db", historyLimit=1)
     first = cluster.wait_ready("shop")
     v2 = app_image(style, "v2")
     cluster.kubectl(
@@ -229,10 +229,12 @@ def test_new_image_gives_a_new_job_and_applied_revisions(cluster, operator, app_
     assert st["appliedRevisions"] == [samples.head_of("v2")]
     assert st["currentRevision"] == [samples.head_of("v2")]
     assert st["migratedImage"] == v2
-    assert {j["metadata"]["name"] for j in cluster.jobs("shop")} == {
-        first["jobName"],
-        st["jobName"],
-    }
+    assert st["jobName"] != first["jobName"]
+
+    def history_kept() -> None:  # historyLimit 1: the first Job goes, the current one stays
+        assert [j["metadata"]["name"] for j in cluster.jobs("shop")] == [st["jobName"]]
+
+    eventually(history_kept, timeout=30)
 
 
 def test_failing_revision_stalls_without_leaking_or_looping(cluster, operator, app_image, pg):
