@@ -177,9 +177,11 @@ def _gated(spec: kopf.Spec, **_: Any) -> bool:
     return gate.has_gate(spec)
 
 
-def _gated_or_held(spec: kopf.Spec, name: str, namespace: str, memo: kopf.Memo, **_: Any) -> bool:
+def _gated_or_held(
+    spec: kopf.Spec, name: str | None, namespace: str | None, memo: Any, **_: Any
+) -> bool:
     # A tracked pod's first event without the gate (or its deletion) updates the state.
-    return gate.has_gate(spec) or memo.gate.tracks((namespace, name))
+    return gate.has_gate(spec) or memo.gate.tracks((namespace or "", name or ""))
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
