@@ -8,7 +8,9 @@ T0 = "2026-01-01T00:00:00Z"
 T1 = "2026-01-01T00:00:05Z"
 
 
-def job(name="shop-abc", chash="abc", attempt=1, state="active", reason=None, created=T0):
+def job(
+    name="shop-abc", chash="abc", attempt=1, state="active", reason=None, created=T0, image="app:1"
+):
     conds = []
     if state == "complete":
         conds = [{"type": "Complete", "status": "True", "lastTransitionTime": T1}]
@@ -27,6 +29,7 @@ def job(name="shop-abc", chash="abc", attempt=1, state="active", reason=None, cr
             "name": name,
             "uid": f"uid-{name}",
             "creationTimestamp": created,
+            "annotations": {c.ANNOTATION_IMAGE: image},
             "labels": {
                 c.LABEL_MANAGED_BY: c.MANAGED_BY,
                 c.LABEL_MIGRATION: "shop",

@@ -210,3 +210,17 @@ def test_invalid_spec_stalls():
     plan = run(body(spec={"image": "app:1"}))
     assert plan.create is None and plan.status["phase"] == "Failed"
     assert cond(plan, "Stalled")["reason"] == "InvalidSpec"
+
+
+def test_a_job_of_the_previous_spec_that_succeeds_later_still_counts_as_migrated():
+    old = f"shop-{CHASH}"
+    running = run(body(), jobs=[job(name=old, chash=CHASH)]).status
+    new_spec = {**SPEC, "image": "app:2"}
+    waiting = run(
+        body(spec=new_spec, status=running, generation=2), jobs=[job(name=old, chash=CHASH)]
+    )
+    assert waiting.create is None and "migratedImage" not in waiting.status
+    done = [job(name=old, chash=CHASH, state="complete", image="app:1")]
+    plan = run(body(spec=new_spec, status=waiting.status, generation=2), jobs=done)
+    assert plan.create is not None
+    assert plan.status["migratedImage"] == "app:1"

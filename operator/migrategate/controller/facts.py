@@ -53,6 +53,7 @@ class JobFacts:
     start_time: str | None
     finish_time: str | None
     deleting: bool
+    image: str | None = None  # the application image it migrates (annotation)
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
@@ -86,6 +87,7 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts:
         start_time=status.get("startTime"),
         finish_time=finish,
         deleting=bool(meta.get("deletionTimestamp")),
+        image=(meta.get("annotations") or {}).get(c.ANNOTATION_IMAGE),
     )
 
 

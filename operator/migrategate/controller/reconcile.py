@@ -101,7 +101,16 @@ class _Context:
         return plan
 
     def _base(self) -> dict[str, Any]:
-        return {"contentHash": self.chash, "image": self.spec.image}
+        base: dict[str, Any] = {"contentHash": self.chash, "image": self.spec.image}
+        # The Job the status tracked before the spec changed may have succeeded since:
+        # its image is migrated, and the gate must know.
+        tracked = self.previous.get("jobName")
+        unrecorded = self.previous.get("phase") != Phase.SUCCEEDED.value
+        for job in self.obs.jobs:
+            other = job.name == tracked and job.content_hash != self.chash
+            if other and job.succeeded and job.image and unrecorded:
+                base["migratedImage"] = job.image
+        return base
 
     def _no_job(self) -> Plan:
         prev = self.previous
