@@ -353,40 +353,45 @@ def test_transient_failure_is_retried_once_the_database_is_back(cluster, operato
     assert db_heads(pg, db) == [samples.head_of("v1")]
 
 
+@pytest.fixture
+def operator_identity(control_plane, namespace, tmp_path) -> Iterator[Path]:
+    """deploy/rbac.yaml applied; a kubeconfig holding a token of its ServiceAccount."""
+    cp = control_plane
+    rbac = str(REPO / "deploy/rbac.yaml")
+    cp.kubectl("create", "namespace", "migrategate-system", check=False)
+    cp.kubectl("apply", "-f", rbac)
+    try:
+        token = cp.kubectl(
+            "create", "token", "migrategate-operator", "-n", "migrategate-system"
+        ).strip()
+        kubeconfig = tmp_path / "operator.kubeconfig"
+        cluster = {"server": cp.server, "certificate-authority": str(cp.ca_file)}
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "local", "cluster": cluster}],
+            "users": [{"name": "operator", "user": {"token": token}}],
+            "contexts": [{"name": "op", "context": {"cluster": "local", "user": "operator"}}],
+            "current-context": "op",
+        }
+        kubeconfig.write_text(json.dumps(config))
+        yield kubeconfig
+    finally:  # the chart's tests install their own copy of these cluster-wide objects
+        cp.kubectl("delete", "-f", rbac, "--wait=false", check=False)
+        cp.kubectl("delete", "namespace", "migrategate-system", "--wait=false", check=False)
+
+
 def test_operator_without_secret_permissions_completes(
-    cluster, control_plane, namespace, crd, runner_image, app_image, pg, tmp_path
+    cluster, control_plane, namespace, crd, runner_image, app_image, pg, tmp_path, operator_identity
 ):
     cp = control_plane
-    cp.kubectl("create", "namespace", "migrategate-system", check=False)
-    cp.kubectl("apply", "-f", str(REPO / "deploy/rbac.yaml"))
     sa = "system:serviceaccount:migrategate-system:migrategate-operator"
     for verb in ("get", "list", "watch"):
         out = cp.kubectl("auth", "can-i", verb, "secrets", "-n", namespace, "--as", sa, check=False)
         assert out.strip() == "no"
-    token = cp.kubectl(
-        "create", "token", "migrategate-operator", "-n", "migrategate-system"
-    ).strip()
-    kubeconfig = tmp_path / "operator.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "local",
-                        "cluster": {"server": cp.server, "certificate-authority": str(cp.ca_file)},
-                    }
-                ],
-                "users": [{"name": "operator", "user": {"token": token}}],
-                "contexts": [{"name": "op", "context": {"cluster": "local", "user": "operator"}}],
-                "current-context": "op",
-            }
-        )
-    )
     db = pg.create_database()
     cluster.secret("db", pg.url(db))
-    env = {**cp.env, "KUBECONFIG": str(kubeconfig)}
+    env = {**cp.env, "KUBECONFIG": str(operator_identity)}
     with operatorproc.running(env, namespace, tmp_path / "operator.log") as op:
         cluster.migration("shop", app_image("seed003_settings_sync_property", "v1"), "db")
         st = cluster.wait_ready("shop")
