@@ -113,10 +113,12 @@ def test_run_as_user_from_security_context(kubectl: Kubectl, namespace: str) -> 
     eventually(refused, timeout=30)
 
 
-def test_on_failure_restarts_the_container(kubectl: Kubectl, namespace: str) -> None:
+def test_on_failure_restarts_the_container(
+    kubectl: Kubectl, namespace: str, pod_runner: PodRunner
+) -> None:
     mount = [{"name": "d", "mountPath": "/d"}]
     # fails the first time, succeeds the second
-    script = "if [ -e /d/once ]; then exit 0; fi; touch /d/once; exit 4"
+    script = "echo run; if [ -e /d/once ]; then exit 0; fi; touch /d/once; exit 4"
     pod = m.pod(
         "flaky",
         m.container("main", script, volumeMounts=mount),
@@ -129,6 +131,7 @@ def test_on_failure_restarts_the_container(kubectl: Kubectl, namespace: str) -> 
     status = status["containerStatuses"][0]
     assert status["restartCount"] == 1
     assert status["lastState"]["terminated"]["exitCode"] == 4
+    assert pod_runner.log(namespace, "flaky", "main") == "run\nrun\n"  # both runs
 
 
 def test_active_deadline_kills_the_pod(kubectl: Kubectl, namespace: str) -> None:

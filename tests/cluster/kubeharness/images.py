@@ -27,11 +27,11 @@ Tests extend the table per test through the ``images`` fixture::
 
 from __future__ import annotations
 
-import os
+import json
 import sys
 import threading
-from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, MutableMapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # The Python of the shared virtualenv (the one running the tests).
@@ -63,6 +63,21 @@ class ImageTable(MutableMapping[str, Image]):
     def __init__(self, entries: dict[str, Image] | None = None) -> None:
         self._lock = threading.Lock()
         self._entries = dict(BASE_IMAGES if entries is None else entries)
+        self.path: Path | None = None
+
+    def persist_to(self, path: Path) -> None:
+        """Keep ``path`` (read by the pod runner process) equal to the table from now on."""
+        with self._lock:
+            self.path = path
+            self._save()
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        data = {name: asdict(image) for name, image in self._entries.items()}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.path)  # atomic: the reader never sees half a file
 
     def __getitem__(self, name: str) -> Image:
         with self._lock:
@@ -71,10 +86,12 @@ class ImageTable(MutableMapping[str, Image]):
     def __setitem__(self, name: str, image: Image) -> None:
         with self._lock:
             self._entries[name] = image
+            self._save()
 
     def __delitem__(self, name: str) -> None:
         with self._lock:
             del self._entries[name]
+            self._save()
 
     def __iter__(self) -> Iterator[str]:
         with self._lock:
@@ -91,8 +108,27 @@ class ImageTable(MutableMapping[str, Image]):
     def restore(self, entries: dict[str, Image]) -> None:
         with self._lock:
             self._entries = dict(entries)
+            self._save()
 
 
-def host_path_exists(image: Image) -> list[str]:
-    """Host paths of an image's mounts that are missing (a broken table entry)."""
-    return [h for h in image.mounts.values() if not os.path.exists(h)]
+class ImageFile(Mapping[str, Image]):
+    """The pod runner's read-only view of a persisted table, read afresh at each lookup."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _load(self) -> dict[str, Image]:
+        raw = json.loads(self.path.read_text())
+        return {
+            name: Image(**{**fields, "entrypoint": tuple(fields.get("entrypoint", ()))})
+            for name, fields in raw.items()
+        }
+
+    def __getitem__(self, name: str) -> Image:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())

@@ -1,32 +1,25 @@
-"""The kubelet stand-in: one Ready node, pod binding, pods run as local processes.
+"""The test-side handle of the pod runner (the kubelet stand-in of ``kubelet.py``).
 
-It runs in a background thread with its own asyncio loop, so tests (sync or
-async) just call ``start()``/``stop()``. It watches all pods and reacts to each
-event at once (no polling): it binds schedulable pods to its node through
-``pods/binding`` (gated pods stay Pending), runs bound pods with a
-``PodWorker`` each, and confirms graceful deletions after killing processes.
+``start()`` runs ``python -m kubeharness.kubelet`` as a child process and
+returns once its node is Ready and it watches pods; ``stop()`` makes it kill
+every container and exit. The image table is shared through a JSON file the
+child reads at each container start, so tests change it at any time.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import shutil
-import threading
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-
-from . import podspec as ps
 from .controlplane import ControlPlane
 from .images import ImageTable
-from .kubeapi import ApiError, KubeAPI
-from .podworker import PodWorker
+from .procs import kill_group, popen, start_time
 
-log = logging.getLogger(__name__)
-NODE_LABELS_BASE = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+HARNESS_ROOT = Path(__file__).resolve().parent.parent  # the dir holding kubeharness/
 
 
 class PodRunner:
@@ -42,239 +35,71 @@ class PodRunner:
         self.images = images
         self.workdir = workdir
         self.node_name = node_name
-        self.node_labels = {**NODE_LABELS_BASE, "kubernetes.io/hostname": node_name}
         self.backoff = backoff  # first restart back-off (kubelet: 10s), doubling to 10s
-        self.workers: dict[str, PodWorker] = {}
-        self._binding: set[str] = set()
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
-    # --- thread API -----------------------------------------------------------
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the child; return once its node is Ready and pods are watched."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        ready = self.workdir / "pod-runner.ready"
+        ready.unlink(missing_ok=True)
+        self.images.persist_to(self.workdir / "pod-runner-images.json")
+        argv = [
+            sys.executable, "-m", "kubeharness.kubelet",
+            "--server", self.cp.server,
+            "--pki", str(self.cp.workdir / "pki"),
+            "--workdir", str(self.workdir),
+            "--images", str(self.images.path),
+            "--ledger", str(self.cp.ledger.path),
+            "--ready-file", str(ready),
+            "--node-name", self.node_name,
+            "--backoff", str(self.backoff),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": f"{HARNESS_ROOT}:{os.environ.get('PYTHONPATH', '')}"}
+        self.proc = popen(argv, self.cp.ledger, self.log_path, cwd=self.workdir, env=env)
+        deadline = time.monotonic() + timeout
+        while not ready.exists():  # start-up only; pods are never polled
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"pod runner did not start:\n{self.runner_log()[-3000:]}")
+            time.sleep(0.05)
 
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the loop thread; return once the node is Ready and pods are watched."""
-        self._thread = threading.Thread(target=self._thread_main, name="pod-runner", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(timeout) or self._error:
-            self.stop()
-            raise RuntimeError(f"pod runner did not start: {self._error!r}")
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM: the child kills every container and exits; then reap what is left."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                kill_group(self.proc.pid, grace=0)
+                self.proc.wait()
+        self._kill_leftover_containers()
+        self.proc = None
 
-    def stop(self, timeout: float = 60.0) -> None:
-        """Kill every container process and end the thread."""
-        if self._loop and self._stop and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._stop.set)
-        if self._thread:
-            self._thread.join(timeout)
+    def _kill_leftover_containers(self) -> None:
+        """If the child died uncleanly, its containers' groups are still in the ledger."""
+        control = {p.pid for p in self.cp.procs.values()}
+        for e in self.cp.ledger.entries():
+            if e.pid not in control and start_time(e.pid) == e.start:
+                kill_group(e.pid, grace=0)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "pod-runner.log"
+
+    def runner_log(self) -> str:
+        """The pod runner's own log (bindings, rejected writes, crashes)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
 
     def log(self, namespace: str, pod: str, container: str) -> str:
         """A container's output (all restarts), like ``kubectl logs`` would give."""
-        for w in list(self.workers.values()):
-            meta = w.pod["metadata"]
-            if (meta["namespace"], meta["name"]) == (namespace, pod):
-                parts = sorted((w.dir / "containers").glob(f"{container}-*/log"))
-                return "".join(p.read_text(errors="replace") for p in parts)
-        return ""
-
-    def _thread_main(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as e:  # reported by start(); the thread must not die silently
-            self._error = e
-            self._ready.set()
-            log.exception("pod runner crashed")
-
-    # --- the loop -------------------------------------------------------------
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        self.api = KubeAPI(self.cp.server, self.cp.workdir / "pki")
-        try:
-            await self._register_node()
-            watcher = asyncio.create_task(self._watch_pods())
-            await self._stop.wait()
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        finally:
-            await self._kill_all()
-            await self.api.close()
-
-    async def _kill_all(self) -> None:
-        await asyncio.gather(*(w.kill(grace=2.0) for w in self.workers.values()))
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _register_node(self) -> None:
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": self.node_name, "labels": self.node_labels},
-        }
-        with contextlib.suppress(ApiError):  # already there from an earlier runner
-            await self.api.request("POST", "/api/v1/nodes", node)
-        status = {
-            "status": {
-                "conditions": [
-                    {
-                        **ps.condition("Ready", True, "KubeletReady", "pod runner is ready"),
-                        "lastHeartbeatTime": ps.now(),
-                        "lastTransitionTime": ps.now(),
-                    },
-                ],
-                "addresses": [
-                    {"type": "InternalIP", "address": "127.0.0.1"},
-                    {"type": "Hostname", "address": self.node_name},
-                ],
-                "capacity": {"cpu": "2", "memory": "24Gi", "pods": "250"},
-                "allocatable": {"cpu": "2", "memory": "24Gi", "pods": "250"},
-                "nodeInfo": _node_info(self.cp),
-            }
-        }
-        await self.api.request(
-            "PATCH",
-            f"/api/v1/nodes/{self.node_name}/status",
-            status,
-            "application/strategic-merge-patch+json",
-        )
-
-    async def _watch_pods(self) -> None:
-        """List, then watch from that resourceVersion; relist when the watch expires."""
-        rv = ""
-        while True:
-            try:
-                if not rv:
-                    rv = await self._relist()
-                    self._ready.set()
-                async for event in self.api.watch("/api/v1/pods", rv):
-                    obj = event["object"]
-                    if event["type"] == "ERROR":
-                        rv = ""  # 410 Gone: our resourceVersion is too old
-                        break
-                    rv = obj["metadata"]["resourceVersion"]
-                    if event["type"] != "BOOKMARK":
-                        self._on_pod(event["type"], obj)
-            except (TimeoutError, ApiError, OSError, aiohttp.ClientError) as e:
-                log.warning("pod watch ended (%s); resuming", e)
-                if isinstance(e, ApiError) and e.status == 410:
-                    rv = ""  # expired resourceVersion: list again
-                await asyncio.sleep(0.2)
-
-    async def _relist(self) -> str:
-        """Handle every pod as ADDED; forget workers whose pod vanished meanwhile."""
-        listing = await self.api.request("GET", "/api/v1/pods")
-        assert listing is not None
-        uids = {p["metadata"]["uid"] for p in listing["items"]}
-        for uid, worker in list(self.workers.items()):
-            if uid not in uids and not worker.stopping_requested:
-                worker.stopping_requested = True
-                self._spawn(self._forget(worker, grace=0))
-        for pod in listing["items"]:
-            self._on_pod("ADDED", pod)
-        return str(listing["metadata"]["resourceVersion"])
-
-    def _on_pod(self, kind: str, pod: ps.Pod) -> None:
-        uid = pod["metadata"]["uid"]
-        spec, meta = pod["spec"], pod["metadata"]
-        worker = self.workers.get(uid)
-        if kind == "DELETED":
-            if worker and not worker.stopping_requested:  # deleted without grace
-                worker.stopping_requested = True
-                self._spawn(self._forget(worker, grace=0))
-            return
-        if spec.get("nodeName") == self.node_name:
-            if worker is None and not _terminal(pod):
-                worker = self._new_worker(pod)
-            if meta.get("deletionTimestamp") and worker and not worker.stopping_requested:
-                worker.stopping_requested = True
-                grace = float(meta.get("deletionGracePeriodSeconds") or 0)
-                self._spawn(self._forget(worker, grace=min(grace, 10.0)))
-            elif meta.get("deletionTimestamp") and worker is None:
-                self._spawn(self._confirm_delete(pod))
-            elif worker:
-                worker.pod = pod  # spec is immutable; keep metadata fresh for fieldRefs
-        elif ps.schedulable(pod, self.node_labels) and uid not in self._binding:
-            self._binding.add(uid)
-            self._spawn(self._bind(pod))
-
-    def _new_worker(self, pod: ps.Pod) -> PodWorker:
-        root = self.workdir / "pods"
-        worker = PodWorker(pod, self.api, self.images, root, self.cp.ledger, self.backoff)
-        self.workers[pod["metadata"]["uid"]] = worker
-        worker.task = self._spawn(worker.run())
-        deadline = pod["spec"].get("activeDeadlineSeconds")
-        if deadline is not None:
-            self._spawn(self._deadline(worker, float(deadline)))
-        return worker
-
-    async def _deadline(self, worker: PodWorker, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-        if not worker.finished and not worker.stopping:
-            await worker.deadline_exceeded()
-
-    async def _bind(self, pod: ps.Pod) -> None:
-        meta = pod["metadata"]
-        body = {
-            "apiVersion": "v1",
-            "kind": "Binding",
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": self.node_name},
-        }
-        path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/binding"
-        try:
-            await self.api.request("POST", path, body)
-        except ApiError as e:  # deleted or bound meanwhile: the next event tells
-            log.info("binding %s/%s: %s", meta["namespace"], meta["name"], e)
-
-    async def _forget(self, worker: PodWorker, grace: float) -> None:
-        await worker.deleted(grace)
-        self.workers.pop(worker.pod["metadata"]["uid"], None)
-        await asyncio.to_thread(shutil.rmtree, worker.dir, True)
-
-    async def _confirm_delete(self, pod: ps.Pod) -> None:
-        meta = pod["metadata"]
-        body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta["uid"]}}
-        with contextlib.suppress(ApiError):
-            await self.api.request(
-                "DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", body
-            )
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        """A tracked task; failures are logged, never swallowed silently."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception():
-            log.error("pod runner task failed", exc_info=task.exception())
-
-
-def _terminal(pod: ps.Pod) -> bool:
-    return pod.get("status", {}).get("phase") in ("Succeeded", "Failed")
-
-
-def _node_info(cp: ControlPlane) -> dict[str, str]:
-    from .binaries import versions
-
-    v = versions()["KUBERNETES_VERSION"]
-    return {
-        "kubeletVersion": v,
-        "kubeProxyVersion": v,
-        "operatingSystem": "linux",
-        "architecture": "amd64",
-        "containerRuntimeVersion": "local-process://0",
-        "osImage": "migrategate pod runner",
-        "kernelVersion": "",
-        "machineID": "",
-        "systemUUID": "",
-        "bootID": "",
-    }
+        # pod dirs are named <pod name>-<uid>; a uid is 36 characters
+        pod_dirs = [d for d in (self.workdir / "pods" / namespace).glob("*") if d.name[:-37] == pod]
+        parts = [p for d in pod_dirs for p in (d / "containers").glob(f"{container}-*/log")]
+        parts.sort(key=lambda p: int(p.parent.name.rsplit("-", 1)[1]))
+        return "".join(p.read_text(errors="replace") for p in parts)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import podspec as ps
-from .images import ImageTable
+from .images import ImageFile
 from .kubeapi import ApiError, KubeAPI
 from .procs import Ledger, die_with_parent, kill_group
 
@@ -58,7 +58,7 @@ class PodWorker:
         self,
         pod: ps.Pod,
         api: KubeAPI,
-        images: ImageTable,
+        images: ImageFile,
         root: Path,
         ledger: Ledger,
         backoff: float,
@@ -66,7 +66,8 @@ class PodWorker:
         self.pod = pod
         self.api = api
         self.images = images
-        self.dir = root / pod["metadata"]["uid"]
+        meta = pod["metadata"]
+        self.dir = root / meta["namespace"] / f"{meta['name']}-{meta['uid']}"
         self.ledger = ledger
         self.backoff = backoff
         meta = pod["metadata"]

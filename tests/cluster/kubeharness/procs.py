@@ -84,7 +84,9 @@ class Ledger:
         return sorted(set(alive))
 
 
-def popen(argv: list[str], ledger: Ledger, log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+def popen(
+    argv: list[str], ledger: Ledger, log: Path, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start a process as the leader of a new process group, logging to ``log``."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -95,6 +97,7 @@ def popen(argv: list[str], ledger: Ledger, log: Path, cwd: Path) -> subprocess.P
             start_new_session=True,
             preexec_fn=die_with_parent,
             cwd=cwd,
+            env=env,
         )
     ledger.record(proc.pid)
     return proc
