@@ -6,6 +6,9 @@ Modules:
 - ``controlplane``: certificates, etcd, kube-apiserver, kube-controller-manager.
 - ``images``: the image table (image name -> local "image filesystem").
 - ``podspec``: pure translation of a pod spec into process launch plans and statuses.
-- ``podrunner``: the kubelet stand-in (binds pods, runs them, writes pods/status).
-- ``wait``: the polling-assertion helper.
+- ``kubelet``: the kubelet stand-in process (node, binding, one ``PodWorker`` per pod).
+- ``podworker``: one pod's volumes, containers and pods/status writes.
+- ``podrunner``: the test-side handle that starts and stops the kubelet process.
+- ``kubeapi``: a minimal aiohttp JSON client for the apiserver.
+- ``manifests``: pod/Job/Deployment dict builders; ``wait``: the polling-assertion helper.
 """
