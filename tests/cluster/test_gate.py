@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import gatewatch
+import migrationkit
 import operatorproc
 import pytest
+import yaml
 from kubeharness.images import DEFAULT_PATH, Image
 from kubeharness.wait import eventually
 
@@ -97,12 +99,58 @@ def gate_ns(control_plane, pod_runner) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane, gate_ns, gate_images, tmp_path_factory) -> Iterator[Any]:
+def operator_kubeconfig(control_plane, gate_ns, tmp_path_factory) -> Iterator[Path]:
+    """A ServiceAccount token bound to deploy/rbac.yaml's ClusterRole rules (copied under a
+    name of this module's own, so other modules' copies of deploy/rbac.yaml are untouched):
+    the gate must work with exactly the rights the operator ships with."""
+    cp = control_plane
+    docs = yaml.safe_load_all((REPO / "deploy/rbac.yaml").read_text())
+    (role,) = [
+        d
+        for d in docs
+        if d and d["metadata"]["name"] == "migrategate-operator" and d["kind"] == "ClusterRole"
+    ]
+    name = f"{gate_ns}-operator"
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": gate_ns},
+        },
+        {**role, "metadata": {"name": name}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": gate_ns}],
+        },
+    ]
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    cp.kubectl("apply", "-f", "-", input=manifest)
+    try:
+        token = cp.kubectl("create", "token", name, "-n", gate_ns, "--duration=2h").strip()
+        path = tmp_path_factory.mktemp("gate-identity") / "operator.kubeconfig"
+        yield migrationkit.token_kubeconfig(cp.server, cp.ca_file, token, path)
+    finally:
+        cp.kubectl("delete", "-f", "-", "--wait=false", input=manifest, check=False)
+
+
+@pytest.fixture(scope="module")
+def operator(
+    control_plane, gate_ns, gate_images, operator_kubeconfig, tmp_path_factory
+) -> Iterator[Any]:
     control_plane.kubectl("apply", "-f", str(REPO / "crds/databasemigrations.migrategate.io.yaml"))
     eventually(lambda: _crd_served(control_plane), timeout=30)
     log = tmp_path_factory.mktemp("gate-operator") / "operator.log"
-    with operatorproc.running(control_plane.env, gate_ns, log) as op:
+    env = {**control_plane.env, "KUBECONFIG": str(operator_kubeconfig)}
+    with operatorproc.running(env, gate_ns, log) as op:
         yield op
+    assert "forbidden" not in op.log().lower()
 
 
 @pytest.fixture
