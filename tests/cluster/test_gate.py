@@ -429,7 +429,12 @@ def test_failed_migration_keeps_new_pods_gated_until_a_fix(ctx):
             _assert_some_held(app, broken)
             assert ready_count(app.pods(), v1) == 2
             time.sleep(0.5)
+        # A v1 pod lost now is replaced by a gated v1 pod, which is released: v1 is migrated.
         stalled_at = time.monotonic()
+        lost = next(p for p in app.pods() if gatewatch.image_of(p) == v1)["metadata"]["name"]
+        ctx.kubectl("delete", "pod", lost, "--wait=false")
+        eventually(lambda: _assert_v1_replaced(app, v1, lost), timeout=60)
+        _assert_some_held(app, broken)
         app.apply("v3")
         st = app.wait_condition("Ready")
         assert st["migratedImage"] == v3
@@ -440,10 +445,23 @@ def test_failed_migration_keeps_new_pods_gated_until_a_fix(ctx):
     for states in broken_pods.values():  # never released, for their whole life
         for pod in states:
             assert_held(pod)
-    assert_old_replicas_kept(history, v1, v3, 2)
+    before_loss = [(at, pods) for at, pods in history if at < stalled_at]
+    assert_old_replicas_kept(before_loss, v1, broken, 2)
+    replacement = [n for n in pods_of(history, v1) if n not in pods_of(before_loss, v1)]
+    assert len(replacement) == 1  # born gated, released while the v2-broken pods were held
+    assert gatewatch.gated(pods_of(history, v1)[replacement[0]][0])
     assert pods_of(history, v3, until=stalled_at) == {}
     assert app.db_heads() == [samples.head_of("v3")]
     assert_no_password(json.dumps(st) + ctx.operator.log())
+
+
+def _assert_v1_replaced(app: App, v1: str, lost: str) -> None:
+    ready = [
+        p["metadata"]["name"]
+        for p in app.pods()
+        if gatewatch.image_of(p) == v1 and gatewatch.ready(p)
+    ]
+    assert len(ready) == 2 and lost not in ready, ready
 
 
 def _assert_some_held(app: App, image: str) -> None:
