@@ -93,8 +93,7 @@ def test_chart_rbac_is_deploy_rbac_and_never_touches_secrets(control_plane) -> N
     roles = of_kind(namespaced, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
     everything = [r for d in of_kind(namespaced, "ClusterRole") + roles for r in d["rules"]]
-    namespace_lookup = {("", "namespaces", "list"), ("", "namespaces", "watch")}
-    assert rule_set(everything) <= expected | namespace_lookup
+    assert rule_set(everything) <= expected
     assert not any(resource == "secrets" for _, resource, _ in rule_set(everything) | expected)
 
 

@@ -63,12 +63,10 @@ database URL, through secretKeyRef.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
-{{- if .Values.watchNamespaces }}
-# With listed namespaces kopf still looks them up, and warns without this.
+# kopf lists namespaces to resolve the ones it serves (read-only).
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["list", "watch"]
-{{- end }}
+  verbs: ["get", "list", "watch"]
 {{- if gt (int .Values.replicas) 1 }}
 # Peering between replicas: only one of them handles events.
 - apiGroups: ["kopf.dev"]
