@@ -4,13 +4,14 @@ The controller is imported only for its own commands, so the runner keeps
 working in application images that have neither kopf nor pydantic.
 """
 
+from __future__ import annotations
+
 import sys
-from typing import List, Optional
 
 CONTROLLER_COMMANDS = ("operator", "crd")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     if args and args[0] in CONTROLLER_COMMANDS:
         from migrategate.controller.cli import main as controller_main
