@@ -62,6 +62,21 @@ fi
 mkdir -p "$bin" "$src"
 started=$SECONDS
 
+# go.sum of each helper module is kept in the repo (tests/cluster/gosum/), so
+# module hashes are pinned even with GOSUMDB=off: a changed module fails the
+# build with a checksum mismatch instead of being used.
+seed_gosum() {
+  local tool="$1" dir="$2"
+  [[ -f "$here/gosum/$tool.sum" ]] && cp "$here/gosum/$tool.sum" "$dir/go.sum"
+  return 0
+}
+check_gosum() {
+  local tool="$1" dir="$2"
+  if ! cmp -s "$dir/go.sum" "$here/gosum/$tool.sum"; then
+    log "note: new go.sum entries for $tool (after a version bump?): cp $dir/go.sum $here/gosum/$tool.sum"
+  fi
+}
+
 # --- Kubernetes -------------------------------------------------------------
 # k8s.io/kubernetes requires its staging modules at v0.0.0 with ./staging
 # replaces. A helper module requires it and replaces each staging module with
@@ -90,6 +105,7 @@ for r in json.load(sys.stdin).get("Replace") or []:
         print("replace", old, "=>", old, pub)
 ' "$pub"
   } >"$dir/go.mod"
+  seed_gosum kubernetes "$dir"
   log "kubernetes: $(grep -c '^replace' "$dir/go.mod") staging replaces; downloading modules"
   local v="k8s.io/component-base/version" c="k8s.io/client-go/pkg/version"
   local ld="-s -w"
@@ -102,6 +118,7 @@ for r in json.load(sys.stdin).get("Replace") or []:
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kubectl)
+  check_gosum kubernetes "$dir"
 }
 
 # --- etcd ---------------------------------------------------------------------
@@ -112,8 +129,10 @@ build_etcd() {
   mkdir -p "$dir"
   printf 'module migrategate.local/build/etcd\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' \
     "$ETCD_VERSION" >"$dir/go.mod"
+  seed_gosum etcd "$dir"
   log "etcd ${ETCD_VERSION}: compiling"
   (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3)
+  check_gosum etcd "$dir"
 }
 
 # --- helm ---------------------------------------------------------------------
@@ -123,10 +142,12 @@ build_helm() {
   mkdir -p "$dir"
   printf 'module migrategate.local/build/helm\n\ngo 1.26.0\n\nrequire helm.sh/helm/v4 %s\n' \
     "$HELM_VERSION" >"$dir/go.mod"
+  seed_gosum helm "$dir"
   local v="helm.sh/helm/v4/internal/version"
   (cd "$dir" && go build -trimpath \
     -ldflags "-s -w -X $v.version=${HELM_VERSION} -X $v.gitTreeState=clean" \
     -o "$bin/helm" helm.sh/helm/v4/cmd/helm)
+  check_gosum helm "$dir"
 }
 
 [[ -x "$bin/kube-apiserver" && -x "$bin/kube-controller-manager" && -x "$bin/kubectl" ]] || build_kubernetes
