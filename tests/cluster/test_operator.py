@@ -287,6 +287,16 @@ def test_missing_secret_stalls_naming_it(cluster, operator, app_image, pg):
     assert db_heads(pg, db) == [samples.head_of("v1")]
 
 
+def test_image_that_cannot_be_pulled_stalls(cluster, operator, pg):
+    db = pg.create_database()
+    cluster.secret("db", pg.url(db))
+    cluster.migration("shop", "registry.invalid/no-such-app:1", "db")
+    st = cluster.wait_condition("shop", "Stalled", timeout=60)
+    assert st["phase"] == "Failed"
+    assert "ErrImagePull" in st["message"] or "ImagePullBackOff" in st["message"]
+    eventually(lambda: _assert_no_active_jobs(cluster, "shop"), timeout=30)
+
+
 def _assert_no_active_jobs(cluster: Cluster, name: str) -> None:
     assert cluster.jobs(name) == []
 
