@@ -14,6 +14,7 @@ import shutil
 import signal
 import tempfile
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,10 @@ def pod_runner(control_plane: ControlPlane, image_table: ImageTable) -> Iterator
         yield runner
     finally:
         runner.stop()
+        # A rejected status write or a crashed task is a harness bug: make it visible.
+        errors = [line for line in runner.runner_log().splitlines() if " ERROR " in line]
+        if errors:
+            warnings.warn("pod runner logged errors:\n" + "\n".join(errors[:20]), stacklevel=1)
 
 
 @pytest.fixture
