@@ -13,7 +13,9 @@ from kubeharness.wait import eventually
 from test_harness import Kubectl, apply, condition, get, in_phase, pod_state, terminated
 
 
-def test_unknown_image_fails_like_an_unpullable_image(kubectl: Kubectl, namespace: str) -> None:
+def test_unknown_image_fails_like_an_unpullable_image(
+    kubectl: Kubectl, namespace: str, images: ImageTable
+) -> None:
     apply(kubectl, namespace, m.pod("nopull", m.container("main", "exit 0", image="nowhere:1")))
 
     def backing_off() -> None:
@@ -22,6 +24,8 @@ def test_unknown_image_fails_like_an_unpullable_image(kubectl: Kubectl, namespac
 
     eventually(backing_off, timeout=30)
     assert get(kubectl, namespace, "pod", "nopull")["status"]["phase"] == "Pending"
+    images["nowhere:1"] = Image(env={"PATH": DEFAULT_PATH})  # "pushed": the retry pulls it
+    eventually(lambda: in_phase(kubectl, namespace, "nopull", "Succeeded"), timeout=30)
 
 
 def test_image_table_mounts_env_and_working_dir(

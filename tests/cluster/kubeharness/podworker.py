@@ -156,11 +156,12 @@ class PodWorker:
     # --- steps --------------------------------------------------------------
 
     async def _pull_images(self) -> bool:
-        """Every image must be in the table; otherwise ErrImagePull, then back-off."""
-        missing = [c for c in self.inits + self.mains if c.spec["image"] not in self.images]
-        if not missing:
-            return True
-        for reason in ("ErrImagePull", "ImagePullBackOff"):
+        """Every image must be in the table; otherwise ErrImagePull, then back-off and retry."""
+        reason = "ErrImagePull"
+        while not self.stopping:
+            missing = [c for c in self.inits + self.mains if c.spec["image"] not in self.images]
+            if not missing:
+                return True
             for c in missing:
                 image = c.spec["image"]
                 msg = f'Failed to pull image "{image}": image "{image}" is not in the image table'
@@ -168,8 +169,9 @@ class PodWorker:
                     msg = f'Back-off pulling image "{image}"'
                 c.state = ps.waiting(reason, msg)
             await self.write_status()
-            await asyncio.sleep(RETRY_SECONDS)
-        return False  # stays Pending until deleted or its deadline passes
+            await asyncio.sleep(RETRY_SECONDS)  # the test may add the image meanwhile
+            reason = "ImagePullBackOff"
+        return False
 
     async def _setup_volumes(self) -> bool:
         """emptyDir, Secret, ConfigMap, projected volumes as directories of the pod."""
