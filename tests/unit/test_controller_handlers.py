@@ -6,8 +6,8 @@ import kopf
 from controller_objects import job, pod
 from migrategate.api import constants as c
 from migrategate.controller.handlers import build_registry
-from migrategate.controller.handlers.jobs import on_job_event
-from migrategate.controller.handlers.pods import on_pod_event
+from migrategate.controller.handlers.jobs import finished_or_gone, on_job_event
+from migrategate.controller.handlers.pods import cannot_start, on_pod_event
 
 
 class Recorder:
@@ -22,35 +22,26 @@ def memo():
     return kopf.Memo(reconciler=Recorder())
 
 
-def send_job(raw, kind="MODIFIED"):
-    m = memo()
-    body = kopf.Body(raw)
-    asyncio.run(
-        on_job_event(event={"type": kind, "object": raw}, body=body, namespace="ns", memo=m)
-    )
-    return m.reconciler.calls
+def test_only_finished_or_deleted_jobs_pass_the_filter():
+    assert finished_or_gone(type="MODIFIED", body=kopf.Body(job(state="complete")))
+    assert finished_or_gone(type="MODIFIED", body=kopf.Body(job(state="failed")))
+    assert finished_or_gone(type="DELETED", body=kopf.Body(job()))
+    assert not finished_or_gone(type="MODIFIED", body=kopf.Body(job()))
 
 
-def test_finished_or_deleted_jobs_reconcile_their_migration():
-    assert send_job(job(state="complete")) == [("ns", "shop")]
-    assert send_job(job(state="failed")) == [("ns", "shop")]
-    assert send_job(job(), kind="DELETED") == [("ns", "shop")]
-
-
-def test_running_job_churn_does_not_reconcile():
-    assert send_job(job()) == []
-
-
-def test_pods_reconcile_only_when_they_cannot_start():
-    def send(raw):
-        m = memo()
-        asyncio.run(on_pod_event(body=kopf.Body(raw), namespace="ns", memo=m))
-        return m.reconciler.calls
-
+def test_only_pods_that_cannot_start_pass_the_filter():
     stuck = pod(waiting=("CreateContainerConfigError", 'secret "db" not found'))
-    assert send(stuck) == [("ns", "shop")]
-    assert send(pod()) == []
-    assert send(pod(waiting=("ContainerCreating", ""))) == []
+    assert cannot_start(body=kopf.Body(stuck))
+    assert cannot_start(body=kopf.Body(pod(waiting=("ImagePullBackOff", "back-off"))))
+    assert not cannot_start(body=kopf.Body(pod()))
+    assert not cannot_start(body=kopf.Body(pod(waiting=("ContainerCreating", ""))))
+
+
+def test_job_and_pod_events_reconcile_the_migration_they_name():
+    m = memo()
+    asyncio.run(on_job_event(body=kopf.Body(job(state="complete")), namespace="ns", memo=m))
+    asyncio.run(on_pod_event(body=kopf.Body(pod()), namespace="ns", memo=m))
+    assert m.reconciler.calls == [("ns", "shop"), ("ns", "shop")]
 
 
 def test_registry_has_no_update_handlers_on_children():

@@ -10,14 +10,14 @@ from migrategate.api import constants as c
 from migrategate.controller.facts import job_facts
 
 
-async def on_job_event(
-    event: dict[str, Any], body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any
-) -> None:
+def finished_or_gone(type: str | None, body: kopf.Body, **_: Any) -> bool:
+    """While a Job runs, its status churn changes nothing the operator reports."""
+    return type == "DELETED" or not job_facts(body).active
+
+
+async def on_job_event(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     migration = body.metadata.labels.get(c.LABEL_MIGRATION)
-    if not migration:
-        return
-    # While a Job runs, its status churn changes nothing the operator reports.
-    if event.get("type") == "DELETED" or not job_facts(body).active:
+    if migration:
         await memo.reconciler.reconcile(namespace, migration)
 
 
@@ -27,6 +27,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         "v1",
         "jobs",
         labels={c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_MIGRATION: kopf.PRESENT},
+        when=finished_or_gone,  # type: ignore[arg-type]  # kopf passes kwargs by name
         registry=registry,
         id="child-job",
     )(on_job_event)  # type: ignore[arg-type]  # kopf passes kwargs by name

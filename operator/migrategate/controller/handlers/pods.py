@@ -12,11 +12,16 @@ from migrategate.controller.facts import pod_facts
 from migrategate.controller.outcome import PERMANENT_WAITING
 
 
+def cannot_start(body: kopf.Body, **_: Any) -> bool:
+    pod = pod_facts(body)
+    return any(
+        x is not None and x.waiting_reason in PERMANENT_WAITING for x in (pod.init, pod.main)
+    )
+
+
 async def on_pod_event(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
     migration = body.metadata.labels.get(c.LABEL_MIGRATION)
-    pod = pod_facts(body)
-    stuck = any(x and x.waiting_reason in PERMANENT_WAITING for x in (pod.init, pod.main))
-    if migration and stuck:
+    if migration:
         await memo.reconciler.reconcile(namespace, migration)
 
 
@@ -30,6 +35,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
             c.LABEL_COMPONENT: c.COMPONENT_MIGRATION,
             c.LABEL_MIGRATION: kopf.PRESENT,
         },
+        when=cannot_start,  # type: ignore[arg-type]  # kopf passes kwargs by name
         registry=registry,
         id="migration-pod",
     )(on_pod_event)  # type: ignore[arg-type]  # kopf passes kwargs by name
