@@ -26,6 +26,7 @@ class Reconciler:
     locks: dict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # keeps timer tasks referenced
+    retry_on_error: float = 5.0  # seconds before a failed reconcile (API error) runs again
 
     async def reconcile(self, namespace: str, name: str) -> Plan | None:
         """Bring one DatabaseMigration a step closer to its spec; None if it is gone."""
@@ -35,6 +36,8 @@ class Reconciler:
                 plan = await self._reconcile(namespace, name)
             except Exception:
                 metrics.RECONCILES.labels(result="error").inc()
+                # Event handlers are not retried by kopf: try again soon, whoever called.
+                self._requeue(key, self.retry_on_error)
                 raise
             metrics.RECONCILES.labels(result="ok").inc()
         if plan is None:
@@ -87,9 +90,8 @@ class Reconciler:
         self.timers.pop(key, None)
         try:
             await self.reconcile(*key)
-        except Exception:
-            log.exception("retry reconcile of %s/%s failed", *key)
-            self._requeue(key, 5.0)
+        except Exception:  # reconcile() has requeued itself already
+            log.exception("reconcile of %s/%s failed", *key)
 
     def _forget(self, key: Key) -> None:
         timer = self.timers.pop(key, None)

@@ -154,10 +154,10 @@ class _Context:
             "appliedRevisions": None,
             "warnings": None,
         }
-        msg = f"Job {name} started (attempt {attempt})"
-        state = State(Phase.RUNNING, "JobCreated", msg, reconciling=True)
+        state = State(Phase.RUNNING, "JobRunning", _running(name, attempt), reconciling=True)
         plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
         plan.create = jobs.build_job(req)
+        plan.events = [("Normal", "JobCreated", plan.status["message"])]
         return plan
 
     def _after(self, job: JobFacts, verdict: Verdict) -> Plan:
@@ -165,7 +165,7 @@ class _Context:
         fields.update(_result_fields(verdict))
         limit = self.cfg.message_max_chars
         if verdict.kind is Kind.RUNNING:
-            msg = f"Job {job.name} is running (attempt {job.attempt})"
+            msg = _running(job.name, job.attempt)
             state = State(Phase.RUNNING, "JobRunning", msg, reconciling=True)
             return _finish(self.obs, self.cfg, self.previous, fields, state, None)
         if verdict.kind is Kind.SUCCEEDED:
@@ -209,6 +209,10 @@ class _Context:
         plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
         plan.requeue_after = (due - self.obs.now).total_seconds()
         return plan
+
+
+def _running(job_name: str, attempt: int) -> str:
+    return f"Job {job_name} is running (attempt {attempt})"
 
 
 def _result_fields(verdict: Verdict) -> dict[str, Any]:
