@@ -472,9 +472,9 @@ def _assert_some_held(app: App, image: str) -> None:
 
 
 def test_rollback_to_v1_succeeds_with_a_warning_and_releases_v1_pods(ctx):
-    # historyLimit 1: the v1 Job is gone once v2's finishes, so going back runs v1 again (with
-    # the v1 Job kept, the operator would adopt its old result and run nothing).
-    app = ctx.app("rb", replicas=2, historyLimit=1)
+    # The default historyLimit keeps v1's finished Job: going back must run v1 again, not
+    # adopt that Job's old result (the database has moved on to v2 since).
+    app = ctx.app("rb", replicas=2)
     app.apply("v1")
     app.wait_rolled_out("v1")
     app.apply("v2")
@@ -485,6 +485,7 @@ def test_rollback_to_v1_succeeds_with_a_warning_and_releases_v1_pods(ctx):
     assert st["migratedImage"] == app.image("v1") and st["observedGeneration"] == 3
     assert st.get("warnings"), st  # the database is ahead of the v1 image
     assert any(samples.head_of("v2") in w for w in st["warnings"]), st["warnings"]
+    assert st["currentRevision"] == [samples.head_of("v2")]
     app.wait_rolled_out("v1")
     assert app.db_heads() == [samples.head_of("v2")]  # nothing was downgraded
 

@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from controller_objects import T1, job, pod, result
+from controller_objects import T0, T1, job, pod, result
 from migrategate.api import constants as c
 from migrategate.api.models import DatabaseMigrationSpec
 from migrategate.controller.facts import job_facts, pod_facts
@@ -224,3 +224,29 @@ def test_a_job_of_the_previous_spec_that_succeeds_later_still_counts_as_migrated
     plan = run(body(spec=new_spec, status=waiting.status, generation=2), jobs=done)
     assert plan.create is not None
     assert plan.status["migratedImage"] == "app:1"
+
+
+def test_rollback_to_an_earlier_content_runs_it_again():
+    # v1's Job finished, then a newer content's Job ran: going back to v1 must not adopt
+    # v1's old result, because the database has moved on since.
+    old = job(name=f"shop-{CHASH}", chash=CHASH, state="complete", created=T0)
+    newer = job(name="shop-v2hash", chash="v2hash", state="complete", created=T1, image="app:2")
+    plan = run(body(status={"phase": "Succeeded", "image": "app:2"}), jobs=[old, newer])
+    assert plan.create["metadata"]["name"] == f"shop-{CHASH}-2"
+    assert plan.status["phase"] == "Running" and plan.status["image"] == "app:1"
+
+
+def test_rollback_waits_while_the_newer_job_still_runs():
+    old = job(name=f"shop-{CHASH}", chash=CHASH, state="complete", created=T0)
+    newer = job(name="shop-v2hash", chash="v2hash", state="active", created=T1, image="app:2")
+    plan = run(body(), jobs=[old, newer])
+    assert plan.create is None
+    assert cond(plan, "Ready")["reason"] == "WaitingForPreviousJob"
+
+
+def test_the_rerun_after_a_rollback_is_adopted_not_repeated():
+    old = job(name=f"shop-{CHASH}", chash=CHASH, state="complete", created=T0)
+    newer = job(name="shop-v2hash", chash="v2hash", state="complete", created=T1, image="app:2")
+    rerun = job(name=f"shop-{CHASH}-2", chash=CHASH, attempt=2, created="2026-01-01T00:00:09Z")
+    plan = run(body(), jobs=[old, newer, rerun], pods=[pod(f"shop-{CHASH}-2")])
+    assert plan.create is None and plan.status["jobName"] == f"shop-{CHASH}-2"

@@ -94,6 +94,10 @@ class _Context:
         latest = max(mine, key=lambda j: j.attempt, default=None)
         if latest is None:
             plan = self._no_job()
+        elif _superseded(latest, self.obs.jobs):
+            # Back to an earlier content (a rollback): its old result no longer describes
+            # the database, which a newer Job has migrated since. Run it again.
+            plan = self._start_when_free(latest.attempt + 1, note="")
         else:
             pods = [p for p in self.obs.pods if p.job_name == latest.name]
             plan = self._after(latest, classify(latest, pods))
@@ -119,12 +123,16 @@ class _Context:
             # Its Job is gone (TTL, history, or removed when stuck): the status stands.
             state = _state_of(prev)
             return _finish(self.obs, self.cfg, prev, {}, state, None)
+        return self._start_when_free(1, note="")
+
+    def _start_when_free(self, attempt: int, note: str) -> Plan:
+        """Start `attempt`, unless a Job of another content still runs: one at a time."""
         busy = [j for j in self.obs.jobs if j.active and j.content_hash != self.chash]
         if busy:
             msg = f"waiting for Job {busy[0].name} of the previous spec to finish"
             state = State(Phase.PENDING, "WaitingForPreviousJob", msg, reconciling=True)
-            return _finish(self.obs, self.cfg, prev, self._base(), state, None)
-        return self._start(1, note="")
+            return _finish(self.obs, self.cfg, self.previous, self._base(), state, None)
+        return self._start(attempt, note)
 
     def _start(self, attempt: int, note: str) -> Plan:
         if self.spec.suspend:
@@ -209,6 +217,16 @@ class _Context:
         plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
         plan.requeue_after = (due - self.obs.now).total_seconds()
         return plan
+
+
+def _superseded(job: JobFacts, all_jobs: Sequence[JobFacts]) -> bool:
+    """True when a Job of another content was created after this finished one."""
+    return not job.active and any(
+        other.content_hash != job.content_hash
+        and not other.deleting
+        and other.created > job.created
+        for other in all_jobs
+    )
 
 
 def _running(job_name: str, attempt: int) -> str:
