@@ -64,14 +64,19 @@ def _operator(args: argparse.Namespace) -> int:
 
     from migrategate.controller.handlers import build_registry
 
-    ours = settings_mod.Settings.from_env(
-        namespaces=tuple(args.namespaces) if args.namespaces else None,
-        runner_image=args.runner_image,
-        peering=args.peering,
-        liveness_port=args.liveness_port,
-        metrics_port=args.metrics_port,
-        log_level="DEBUG" if args.verbose else None,
-    )
+    try:
+        ours = settings_mod.Settings.from_env(
+            namespaces=tuple(args.namespaces) if args.namespaces else None,
+            runner_image=args.runner_image,
+            peering=args.peering,
+            liveness_port=args.liveness_port,
+            metrics_port=args.metrics_port,
+            log_level="DEBUG" if args.verbose else None,
+        )
+        settings_mod.job_defaults(ours)  # a bad value fails here, not at the first Job
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     kopf.configure(verbose=ours.log_level == "DEBUG", log_format=kopf.LogFormat.JSON)
     logging.getLogger().setLevel(ours.log_level)
     kopf.run(registry=build_registry(), memo=kopf.Memo(settings=ours), **run_options(ours))

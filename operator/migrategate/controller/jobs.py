@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrategate.api import constants as c
-from migrategate.api.models import DatabaseMigrationSpec, RunnerMode
+from migrategate.api.models import DatabaseMigrationSpec, JobSpec, RunnerMode
 from migrategate.runner import contract
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -102,6 +102,20 @@ def merged(defaults: dict[str, Any], user: dict[str, Any] | None) -> dict[str, A
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def with_job_defaults(
+    spec: DatabaseMigrationSpec, defaults: JobSpec | None
+) -> DatabaseMigrationSpec:
+    """The spec with its `job` merged over the operator's defaults (the chart's jobDefaults).
+
+    Maps merge key by key; for anything else the DatabaseMigration's own value wins.
+    """
+    if defaults is None:
+        return spec
+    own = spec.job.model_dump(exclude_none=True)
+    job = merged(defaults.model_dump(exclude_none=True), own)
+    return spec.model_copy(update={"job": JobSpec.model_validate(job)})
 
 
 def container_env(spec: DatabaseMigrationSpec) -> list[dict[str, Any]]:

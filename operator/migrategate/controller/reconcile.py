@@ -16,7 +16,7 @@ from typing import Any
 import pydantic
 
 from migrategate.api import constants as c
-from migrategate.api.models import DatabaseMigrationSpec, Phase
+from migrategate.api.models import DatabaseMigrationSpec, JobSpec, Phase
 from migrategate.controller import backoff, jobs, naming
 from migrategate.controller.facts import JobFacts, PodFacts
 from migrategate.controller.masking import clean
@@ -40,6 +40,7 @@ class Config:
     runner_image: str
     runner_image_pull_policy: str = "IfNotPresent"
     message_max_chars: int = 1024
+    job_defaults: JobSpec | None = None  # merged under each spec.job; not part of the hash
 
 
 @dataclass
@@ -143,7 +144,7 @@ class _Context:
         meta = self.obs.body["metadata"]
         req = jobs.JobRequest(
             owner=jobs.Owner(meta["name"], meta["namespace"], meta["uid"]),
-            spec=self.spec,
+            spec=jobs.with_job_defaults(self.spec, self.cfg.job_defaults),
             job_name=name,
             content_hash=self.chash,
             attempt=attempt,

@@ -6,12 +6,16 @@ variable's name. Tests override fields here instead of special-casing code.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import pydantic
+
 import migrategate
+from migrategate.api.models import JobSpec
 
 DEFAULT_RUNNER_IMAGE = f"ghcr.io/migrategate/migrategate:{migrategate.__version__}"
 
@@ -58,6 +62,13 @@ class Settings:
             "help": "Seconds kopf waits to batch events of one object (kopf's default is 0.1).",
         },
     )
+    job_defaults: str = field(
+        default="",
+        metadata={
+            "env": "MIGRATEGATE_JOB_DEFAULTS",
+            "help": "JSON object shaped like spec.job: pod defaults for every migration Job.",
+        },
+    )
     log_level: str = field(
         default="INFO", metadata={"env": "MIGRATEGATE_LOG_LEVEL", "help": "Python log level."}
     )
@@ -77,6 +88,16 @@ class Settings:
                 values[f.name] = _parse(f.name, f.metadata["env"], f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def job_defaults(settings: Settings) -> JobSpec | None:
+    """The parsed MIGRATEGATE_JOB_DEFAULTS; a bad value fails with the variable's name."""
+    if not settings.job_defaults.strip():
+        return None
+    try:
+        return JobSpec.model_validate(json.loads(settings.job_defaults))
+    except (ValueError, pydantic.ValidationError) as e:
+        raise ValueError(f"MIGRATEGATE_JOB_DEFAULTS: not a valid spec.job object: {e}") from e
 
 
 def _parse(name: str, var: str, kind: Any, raw: str) -> Any:

@@ -11,7 +11,7 @@ from migrategate.api import constants as c
 from migrategate.controller import metrics, reconcile
 from migrategate.controller.kube import Kube
 from migrategate.controller.migrations import Reconciler
-from migrategate.controller.settings import Settings
+from migrategate.controller.settings import Settings, job_defaults
 
 
 def tune(kopf_settings: kopf.OperatorSettings, ours: Settings) -> None:
@@ -40,6 +40,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         runner_image=ours.runner_image,
         runner_image_pull_policy=ours.runner_image_pull_policy,
         message_max_chars=ours.message_max_chars,
+        job_defaults=job_defaults(ours),
     )
     memo.kube = kube
     memo.reconciler = Reconciler(kube, config)
