@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import migrationkit
+import pgserver
 import pytest
 from kubeharness import binaries, controlplane
 from kubeharness.controlplane import ControlPlane
@@ -131,3 +133,16 @@ def namespace(
 def get_json(cp: ControlPlane, *args: str) -> dict[str, Any]:
     """``kubectl get ... -o json`` parsed."""
     return dict(json.loads(cp.kubectl("get", *args, "-o", "json")))
+
+
+@pytest.fixture(scope="session")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserver.PgServer]:
+    """One throwaway PostgreSQL server for the session; each test creates its own database."""
+    with pgserver.running_server(tmp_path_factory.mktemp("pg")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def runner_payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The runner payload, built by the script the Dockerfile runs."""
+    return migrationkit.build_payload(tmp_path_factory.mktemp("payload") / "payload")

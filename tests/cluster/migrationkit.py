@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import operatorproc
 from kubeharness.images import DEFAULT_PATH, Image
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -41,7 +42,9 @@ def app_image(style: str, version: str, dest: Path) -> Image:
     """An application image whose /app is a sample Alembic project at `version`."""
     app_dir = samples.materialize(style, version, dest)
     return Image(
-        env={"PATH": DEFAULT_PATH},  # the runner puts the working directory on sys.path
+        # A system Python with the venv's packages, so nothing of the repo leaks in
+        # (the runner puts the working directory on sys.path itself).
+        env=operatorproc.nonroot_python_env(dest.parent / "python-shim"),
         mounts={"/app": str(app_dir)},
         working_dir="/app",
         user=NONROOT,

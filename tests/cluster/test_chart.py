@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +144,8 @@ def test_example_app_gates_its_pods_or_waits_with_the_runner(control_plane) -> N
 # ----------------------------------------------------------------------------- applied
 
 
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserver.PgServer]:
-    with pgserver.running_server(tmp_path_factory.mktemp("pg")) as server:
-        yield server
-
-
 def test_operator_as_the_charts_serviceaccount_migrates_and_cannot_read_secrets(
-    control_plane, namespace, images, pg, tmp_path
+    control_plane, namespace, images, pg, runner_payload, tmp_path
 ) -> None:
     cp = control_plane
     # The operator runs outside the cluster (there is no operator image here), with the
@@ -179,9 +172,7 @@ def test_operator_as_the_charts_serviceaccount_migrates_and_cannot_read_secrets(
     )
     assert refused.returncode != 0 and "forbidden" in refused.stderr.lower()
 
-    images[operatorproc.RUNNER_IMAGE] = migrationkit.runner_image(
-        migrationkit.build_payload(tmp_path / "payload")
-    )
+    images[operatorproc.RUNNER_IMAGE] = migrationkit.runner_image(runner_payload)
     images["chart-app:v1"] = migrationkit.app_image("seed004_ini_url", "v1", tmp_path / "app")
     migration = {
         "apiVersion": "migrategate.io/v1alpha1",

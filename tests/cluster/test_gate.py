@@ -10,7 +10,6 @@ polled instants.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -25,26 +24,19 @@ from typing import Any
 import gatewatch
 import migrationkit
 import operatorproc
+import pgserver
 import pytest
+import samples
 import yaml
-from kubeharness.images import DEFAULT_PATH, Image
+from kubeharness.images import DEFAULT_PATH
 from kubeharness.wait import eventually
+from migrategate.api import constants as c
+from migrationkit import REPO
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-
-import pgserver  # noqa: E402
-import samples  # noqa: E402
-from migrategate.api import constants as c  # noqa: E402
-from migrategate.runner import contract  # noqa: E402
-
-REPO = TESTS.parent
 CHART = REPO / "charts" / "examples" / "app"
 REPOSITORY = "gate-app"  # the app image is gate-app:<sample version>
 STYLE = "seed004_ini_url"
 VERSIONS = ("v1", "v2", "v2-broken", "v3")
-NONROOT = 65534
 OTHER_GATE = "example.com/other"
 
 
@@ -52,34 +44,17 @@ OTHER_GATE = "example.com/other"
 
 
 @pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserver.PgServer]:
-    with pgserver.running_server(tmp_path_factory.mktemp("pg")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def gate_images(image_table, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def gate_images(image_table, runner_payload: Path, tmp_path_factory) -> Iterator[dict]:
     """The runner payload image and gate-app:<version> for each sample version (their dirs)."""
-    spec = importlib.util.spec_from_file_location("build_payload", REPO / "image/build_payload.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     base = tmp_path_factory.mktemp("gate-images")
-    payload = Path(module.build_payload(base / "payload"))
     saved = image_table.snapshot()
-    image_table[operatorproc.RUNNER_IMAGE] = Image(
-        env={"PATH": DEFAULT_PATH}, mounts={contract.IMAGE_PAYLOAD_DIR: str(payload)}, user=NONROOT
-    )
+    image_table[operatorproc.RUNNER_IMAGE] = migrationkit.runner_image(runner_payload)
     dirs = {}
     for version in VERSIONS:
-        app_dir = dirs[version] = samples.materialize(STYLE, version, base / version)
-        image_table[f"{REPOSITORY}:{version}"] = Image(
-            # The venv's python lives under /root: non-root containers get a shim (operatorproc).
-            env=operatorproc.nonroot_python_env(base / "python-shim"),
-            mounts={"/app": str(app_dir)},
-            working_dir="/app",
-            user=NONROOT,
+        image = image_table[f"{REPOSITORY}:{version}"] = migrationkit.app_image(
+            STYLE, version, base / version
         )
+        dirs[version] = Path(image.mounts["/app"])
     yield dirs
     image_table.restore(saved)
 

@@ -6,55 +6,29 @@ sample Alembic projects (tests/samples) mapped by the pod runner's image table.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import migrationkit
 import operatorproc
+import pgserver
 import pytest
-from kubeharness.images import DEFAULT_PATH, Image
+import samples
 from kubeharness.wait import eventually
+from migrationkit import REPO
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-
-import pgserver  # noqa: E402
-import samples  # noqa: E402
-from migrategate.runner import contract  # noqa: E402
-
-REPO = TESTS.parent
-NONROOT = 65534  # the Job's restricted securityContext refuses root
 SEEDS = sorted(samples.STYLES)
 
 
 # ----------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserver.PgServer]:
-    with pgserver.running_server(tmp_path_factory.mktemp("pg")) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    spec = importlib.util.spec_from_file_location("build_payload", REPO / "image/build_payload.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return Path(module.build_payload(tmp_path_factory.mktemp("payload") / "p"))
-
-
 @pytest.fixture
-def runner_image(images, payload: Path) -> str:
-    images[operatorproc.RUNNER_IMAGE] = Image(
-        env={"PATH": DEFAULT_PATH}, mounts={contract.IMAGE_PAYLOAD_DIR: str(payload)}, user=NONROOT
-    )
+def runner_image(images, runner_payload: Path) -> str:
+    images[operatorproc.RUNNER_IMAGE] = migrationkit.runner_image(runner_payload)
     return operatorproc.RUNNER_IMAGE
 
 
@@ -64,14 +38,8 @@ def app_image(images, tmp_path: Path) -> Callable[[str, str], str]:
 
     def make(style: str, version: str) -> str:
         name = f"{style.replace('_', '-')}:{version}"
-        app_dir = samples.materialize(style, version, tmp_path / "images" / name.replace(":", "-"))
-        images[name] = Image(
-            # The runner puts the working directory on sys.path itself.
-            env=operatorproc.nonroot_python_env(tmp_path / "python-shim"),
-            mounts={"/app": str(app_dir)},
-            working_dir="/app",
-            user=NONROOT,
-        )
+        dest = tmp_path / "images" / name.replace(":", "-")
+        images[name] = migrationkit.app_image(style, version, dest)
         return name
 
     return make
