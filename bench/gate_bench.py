@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -44,25 +43,11 @@ from kubeharness.wait import eventually  # noqa: E402
 from migrategate.api import constants as c  # noqa: E402
 from migrategate.runner import contract  # noqa: E402
 
+from bench.stats import summary  # noqa: E402
+
 NAMESPACE = "gate-bench"
 APP_IMAGE = "gate-bench-app:v2"
 GOAL_P95_MS = 500
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    ms = [v * 1000 for v in values]
-    return {
-        "n": len(ms),
-        "p50_ms": round(statistics.median(ms), 1),
-        "p95_ms": round(percentile(ms, 95), 1),
-        "max_ms": round(max(ms), 1),
-    }
 
 
 def manifests(name: str, replicas: int) -> list[dict[str, Any]]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -39,24 +38,10 @@ from kubernetes_asyncio import client, config, watch  # noqa: E402
 from migrategate.api import constants as c  # noqa: E402
 from migrategate.runner import contract  # noqa: E402
 
+from bench.stats import summary  # noqa: E402
+
 NAMESPACE = "bench"
 APP_IMAGE = "bench-app:v1"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    ms = [v * 1000 for v in values]
-    return {
-        "n": len(ms),
-        "p50_ms": round(statistics.median(ms), 1),
-        "p95_ms": round(percentile(ms, 95), 1),
-        "max_ms": round(max(ms), 1),
-    }
 
 
 def rss_mb(pid: int) -> float:
