@@ -35,10 +35,30 @@ def helm(control_plane, *args: str) -> str:
     return done.stdout
 
 
-def render(control_plane, chart: Path, *values: str, namespace: str = "mg") -> list[dict[str, Any]]:
+def render(
+    control_plane, chart: Path, *values: str, namespace: str = "mg", crds: bool = False
+) -> list[dict[str, Any]]:
     sets = [arg for value in values for arg in ("--set", value)]
-    out = helm(control_plane, "template", "rel", str(chart), "--namespace", namespace, *sets)
+    flags = ["--include-crds"] if crds else []
+    out = helm(
+        control_plane, "template", "rel", str(chart), "--namespace", namespace, *flags, *sets
+    )
     return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def apply_like_helm(control_plane, docs: list[dict[str, Any]]) -> None:
+    """CRDs first, established, then the rest: the order `helm install` uses."""
+    crds = of_kind(docs, "CustomResourceDefinition")
+    rest = [d for d in docs if d["kind"] != "CustomResourceDefinition"]
+    for group in (crds, rest):
+        control_plane.kubectl(
+            "apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in group)
+        )
+        for crd in of_kind(group, "CustomResourceDefinition"):
+            name = crd["metadata"]["name"]
+            control_plane.kubectl(
+                "wait", "--for=condition=Established", f"crd/{name}", "--timeout=30s"
+            )
 
 
 def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -144,16 +164,28 @@ def test_example_app_gates_its_pods_or_waits_with_the_runner(control_plane) -> N
 # ----------------------------------------------------------------------------- applied
 
 
+@pytest.mark.parametrize("replicas", [1, 2], ids=["standalone", "peering"])
 def test_operator_as_the_charts_serviceaccount_migrates_and_cannot_read_secrets(
-    control_plane, namespace, images, pg, runner_payload, tmp_path
+    control_plane, namespace, images, pg, runner_payload, tmp_path, replicas: int
 ) -> None:
     cp = control_plane
     # The operator runs outside the cluster (there is no operator image here), with the
-    # token of the chart's ServiceAccount: replicas=0 keeps the chart's own pod away.
+    # token of the chart's ServiceAccount and the settings its Deployment would pass.
     docs = render(
-        cp, OPERATOR_CHART, f"watchNamespaces={{{namespace}}}", "replicas=0", namespace=namespace
+        cp,
+        OPERATOR_CHART,
+        f"watchNamespaces={{{namespace}}}",
+        f"replicas={replicas}",
+        namespace=namespace,
+        crds=True,
     )
-    cp.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+    (deployment,) = of_kind(docs, "Deployment")
+    settings = {
+        e["name"]: e["value"]
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert ("MIGRATEGATE_PEERING" in settings) == (replicas > 1)
+    apply_like_helm(cp, [d for d in docs if d["kind"] != "Deployment"])
     eventually(lambda: cp.kubectl("get", "dbm", "-n", namespace), timeout=30)
     token = cp.kubectl("create", "token", "rel-migrategate", "-n", namespace).strip()
     kubeconfig = migrationkit.token_kubeconfig(
@@ -183,11 +215,16 @@ def test_operator_as_the_charts_serviceaccount_migrates_and_cannot_read_secrets(
             "databaseURL": {"secretKeyRef": {"name": "db", "key": "url"}},
         },
     }
-    env = {**cp.env, "KUBECONFIG": str(kubeconfig)}
+    peering = {k: v for k, v in settings.items() if k == "MIGRATEGATE_PEERING"}
+    env = {**cp.env, "KUBECONFIG": str(kubeconfig), **peering}
     with operatorproc.running(env, namespace, tmp_path / "operator.log") as op:
         cp.kubectl("apply", "-f", "-", input=json.dumps(migration))
         cp.kubectl("wait", "--for=condition=Ready", "dbm/shop", "-n", namespace, "--timeout=120s")
         assert "forbidden" not in op.log().lower()
+        if peering:  # kopf found the chart's peering object and keeps its presence there
+            name = peering["MIGRATEGATE_PEERING"]
+            obj = cp.kubectl("get", "kopfpeering", name, "-n", namespace, "-o", "json")
+            assert json.loads(obj).get("status"), obj
     status = json.loads(cp.kubectl("get", "dbm", "shop", "-n", namespace, "-o", "json"))["status"]
     assert status["currentRevision"] == [samples.head_of("v1")]
     assert pgserver.APP_PASSWORD not in json.dumps(status)
