@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup cluster-binaries lint test test-unit demo crd bench
+.PHONY: setup compat cluster-binaries lint test test-unit demo crd bench
 
 # DEMO_ARGS=--keep leaves the demo running until Ctrl-C.
 DEMO_ARGS ?=
@@ -18,6 +18,20 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
+# The runner also runs in older application images: a Python 3.9 with SQLAlchemy 1.4
+# (pyenv's, when the machine has one) lets tests/postgres/test_runner_compat.py run it there.
+COMPAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) $(shell command -v python3.9))
+COMPAT_VENV := .venv-py39
+
+compat: $(COMPAT_VENV)/.installed
+
+$(COMPAT_VENV)/.installed:
+	@if [ -n "$(COMPAT_PYTHON)" ]; then \
+		$(COMPAT_PYTHON) -m venv $(COMPAT_VENV) && \
+		$(COMPAT_VENV)/bin/pip install -q "SQLAlchemy>=1.4,<2" alembic psycopg2-binary asyncpg && \
+		touch $@; \
+	else echo "no Python 3.9 here: the runner's compatibility tests will skip"; fi
+
 # etcd, kube-apiserver, kube-controller-manager and helm, built from Go modules
 # into ~/.cache/migrategate/ (a no-op when cached).
 cluster-binaries:
@@ -28,8 +42,9 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 # pytest exits 5 when it collected nothing; that is not a failure of the run.
-test: setup cluster-binaries lint
-	$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+test: setup compat cluster-binaries lint
+	MIGRATEGATE_COMPAT_PYTHON=$(if $(wildcard $(COMPAT_VENV)/.installed),$(CURDIR)/$(COMPAT_VENV)/bin/python) \
+		$(PY) -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
