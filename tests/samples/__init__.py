@@ -1,9 +1,9 @@
 """Sample Alembic projects, one per seed env.py style, and the image versions built from them.
 
-Each folder ``seed00N_*`` is a self-contained application directory (alembic.ini,
-its migrations folder, a tiny ``app`` package) that can be bind-mounted as an
-image's ``/app``. Its committed revisions are image version ``v1``; the other
-versions add the revision files under ``variants/``. See README.md here.
+Each folder ``seed00N_*`` holds one application's alembic.ini, env.py and tiny
+``app`` package. ``materialize`` copies it and adds the revision files of an image
+version (stacked from ``variants/``), giving a self-contained directory that can be
+bind-mounted as an image's ``/app``. See README.md here.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ STYLES: dict[str, str] = {
     "seed004_ini_url": "004",
 }
 
-# Image version -> (variant folder or None, heads after upgrading).
-VERSIONS: dict[str, tuple[str | None, str]] = {
-    "v1": (None, "0003"),  # 0001 create table (+rows), 0002 add column, 0003 data migration
-    "v2": ("v2", "0004"),  # v1 + 0004 (waits on SLOW_LOCK_KEY, then adds a column)
-    "v2-broken": ("v2-broken", "0004"),  # v1 + a 0004 that fails (division by zero)
-    "v3": ("v3", "0005"),  # v1 + the good 0004 + 0005 (an index): the fix for v2-broken
+# Image version -> (revision folders under variants/, stacked in order; heads after upgrading).
+# The revisions are the same for every style, so they live once, outside the projects.
+VERSIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "v1": (("v1",), "0003"),  # 0001 create table (+rows), 0002 add column, 0003 data migration
+    "v2": (("v1", "v2"), "0004"),  # + 0004 (waits on SLOW_LOCK_KEY, then adds a column)
+    "v2-broken": (("v1", "v2-broken"), "0004"),  # + a 0004 that fails (division by zero)
+    "v3": (("v1", "v2", "v3"), "0005"),  # + the good 0004 + 0005 (an index): the v2-broken fix
 }
 
 # A test that holds this advisory lock (pg_advisory_lock) keeps revision 0004 of
@@ -52,13 +53,15 @@ def materialize(style: str, version: str, dest: Path) -> Path:
     """Copy sample ``style`` as image ``version`` into ``dest`` (created); return ``dest``."""
     if style not in STYLES:
         raise ValueError(f"unknown sample style {style!r}; one of {sorted(STYLES)}")
-    variant, _ = VERSIONS[version]
+    layers, _ = VERSIONS[version]
     shutil.copytree(
         SAMPLES_DIR / style, dest, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
     )
-    if variant:
-        for revision_file in sorted((VARIANTS_DIR / variant).glob("*.py")):
-            shutil.copy2(revision_file, versions_dir(dest) / revision_file.name)
+    versions = versions_dir(dest)
+    versions.mkdir(parents=True, exist_ok=True)
+    for layer in layers:
+        for revision_file in sorted((VARIANTS_DIR / layer).glob("*.py")):
+            shutil.copy2(revision_file, versions / revision_file.name)
     return dest
 
 

@@ -93,10 +93,12 @@ def test_version_table_from_env_py(source: str, expected: tuple | None) -> None:
     assert scripts.version_table(source) == expected
 
 
-def test_env_py_styles_of_the_samples_are_recognised(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_py_styles_of_the_samples_are_recognised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     own_loop = {}
     for style in samples.STYLES:
-        project = samples.SAMPLES_DIR / style
+        project = samples.materialize(style, "v1", tmp_path / style)
         monkeypatch.chdir(project)
         source = scripts.env_py_source(load(project))
         assert source, style
