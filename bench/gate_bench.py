@@ -33,15 +33,12 @@ for extra in (REPO / "tests", REPO / "tests" / "cluster"):
     sys.path.insert(0, str(extra))
 
 import gatewatch  # noqa: E402
-import operatorproc  # noqa: E402
+import localstack  # noqa: E402
+import migrationkit  # noqa: E402
 import pgserver  # noqa: E402
 import samples  # noqa: E402
-from kubeharness import controlplane  # noqa: E402
-from kubeharness.images import DEFAULT_PATH, Image, ImageTable  # noqa: E402
-from kubeharness.podrunner import PodRunner  # noqa: E402
 from kubeharness.wait import eventually  # noqa: E402
 from migrategate.api import constants as c  # noqa: E402
-from migrategate.runner import contract  # noqa: E402
 
 from bench.stats import summary  # noqa: E402
 
@@ -153,11 +150,6 @@ def _job_complete_at(rec: gatewatch.Recorder, name: str) -> float:
     raise AssertionError(f"no Complete event for the Job of {name}")
 
 
-def _service_account(cp: Any) -> None:
-    out = cp.kubectl("get", "sa", "-n", NAMESPACE, "-o", "name", check=False)
-    assert "serviceaccount/default" in out, out
-
-
 def _migrated_at(rec: gatewatch.Recorder, name: str) -> float:
     for e in rec.events("DatabaseMigration"):
         if e.name == name and (e.obj.get("status") or {}).get("migratedImage") == APP_IMAGE:
@@ -174,38 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO / "image"))
-    from build_payload import build_payload
-
     with tempfile.TemporaryDirectory(prefix="mg-gate-bench-") as tmp:
         work = Path(tmp)
-        table = ImageTable()
-        table[operatorproc.RUNNER_IMAGE] = Image(
-            env={"PATH": DEFAULT_PATH},
-            mounts={contract.IMAGE_PAYLOAD_DIR: str(build_payload(work / "payload"))},
-            user=65534,
-        )
-        table[APP_IMAGE] = Image(
-            env=operatorproc.nonroot_python_env(work / "python-shim"),
-            mounts={"/app": str(samples.materialize("seed004_ini_url", "v2", work / "app"))},
-            working_dir="/app",
-            user=65534,
-        )
-        with (
-            pgserver.running_server(work / "pg") as pg,
-            controlplane.running(work / "cp") as cp,
-        ):
-            runner = PodRunner(cp, table, work / "cp")
-            runner.start()
-            try:
-                cp.kubectl("apply", "-f", str(REPO / "crds" / f"{c.CRD_NAME}.yaml"))
-                cp.kubectl("create", "namespace", NAMESPACE)
-                eventually(lambda: _service_account(cp), timeout=30)
-                with operatorproc.running(cp.env, NAMESPACE, work / "operator.log"):
-                    total = args.warmup + args.runs
-                    runs = [one_run(cp, pg, i, args.replicas) for i in range(total)]
-            finally:
-                runner.stop()
+        apps = {APP_IMAGE: migrationkit.app_image("seed004_ini_url", "v2", work / "app")}
+        with localstack.running(work, NAMESPACE, apps) as stack:
+            total = args.warmup + args.runs
+            runs = [one_run(stack.cp, stack.pg, i, args.replicas) for i in range(total)]
     warmup, runs = runs[: args.warmup], runs[args.warmup :]
     results = {
         "replicas": args.replicas,

@@ -28,15 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 for extra in (REPO / "tests", REPO / "tests" / "cluster"):
     sys.path.insert(0, str(extra))
 
-import operatorproc  # noqa: E402
+import localstack  # noqa: E402
+import migrationkit  # noqa: E402
 import pgserver  # noqa: E402
-import samples  # noqa: E402
-from kubeharness import controlplane  # noqa: E402
-from kubeharness.images import DEFAULT_PATH, Image, ImageTable  # noqa: E402
-from kubeharness.podrunner import PodRunner  # noqa: E402
 from kubernetes_asyncio import client, config, watch  # noqa: E402
 from migrategate.api import constants as c  # noqa: E402
-from migrategate.runner import contract  # noqa: E402
 
 from bench.stats import summary  # noqa: E402
 
@@ -135,44 +131,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO / "image"))
-    from build_payload import build_payload
-
     with tempfile.TemporaryDirectory(prefix="mg-bench-") as tmp:
         work = Path(tmp)
-        payload = build_payload(work / "payload")
-        app = samples.materialize("seed004_ini_url", "v1", work / "app")
-        table = ImageTable()
-        table[operatorproc.RUNNER_IMAGE] = Image(
-            env={"PATH": DEFAULT_PATH},
-            mounts={contract.IMAGE_PAYLOAD_DIR: str(payload)},
-            user=65534,
-        )
-        table[APP_IMAGE] = Image(
-            env=operatorproc.nonroot_python_env(work / "python-shim"),
-            mounts={"/app": str(app)},
-            working_dir="/app",
-            user=65534,
-        )
-        with (
-            pgserver.running_server(work / "pg") as pg,
-            controlplane.running(work / "cp") as cp,
-        ):
-            runner = PodRunner(cp, table, work / "cp")
-            runner.start()
-            try:
-                cp.kubectl("apply", "-f", str(REPO / "crds" / f"{c.CRD_NAME}.yaml"))
-                cp.kubectl("create", "namespace", NAMESPACE)
-                time.sleep(2)  # the default ServiceAccount appears asynchronously
-                with operatorproc.running(
-                    cp.env, NAMESPACE, work / "operator.log", show_log=False
-                ) as op:
-                    results = asyncio.run(run_bench(cp, pg, args.runs))
-                    time.sleep(5)  # idle
-                    assert op.proc is not None
-                    results["operator_idle_rss_mb"] = round(rss_mb(op.proc.pid), 1)
-            finally:
-                runner.stop()
+        apps = {APP_IMAGE: migrationkit.app_image("seed004_ini_url", "v1", work / "app")}
+        with localstack.running(work, NAMESPACE, apps) as stack:
+            results = asyncio.run(run_bench(stack.cp, stack.pg, args.runs))
+            time.sleep(5)  # idle
+            assert stack.operator.proc is not None
+            results["operator_idle_rss_mb"] = round(rss_mb(stack.operator.proc.pid), 1)
     results["goals"] = {
         "apply_to_job_created_p95_ms": 300,
         "job_complete_to_ready_p95_ms": 300,

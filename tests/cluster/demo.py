@@ -19,16 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+import localstack
 import migrationkit
-import operatorproc
-import pgserver
 import samples
-from kubeharness import binaries, controlplane
+from kubeharness import binaries
 from kubeharness.controlplane import ControlPlane
-from kubeharness.images import ImageTable
+from kubeharness.images import Image
 from kubeharness.podrunner import PodRunner
 from migrationkit import REPO
 
@@ -36,6 +34,7 @@ NAMESPACE = "demo"
 RELEASE = "shop"
 STYLE = "seed001_async_settings"  # async_engine_from_config, the most common async env.py
 REPLICAS = 2
+SECRET = "shop-database"
 
 # The application itself: new code reads the column its own migration adds, so a v2
 # pod started before its schema would crash. The gate makes sure it never is.
@@ -67,14 +66,14 @@ def ensure_binaries() -> None:
         subprocess.run(["bash", str(REPO / "tests/cluster/build.sh")], check=True)
 
 
-def install_images(images: ImageTable, workdir: Path) -> None:
-    """The migrategate image (runner payload) and the app image at v1 and v2."""
-    payload = migrationkit.build_payload(workdir / "payload")
-    images[operatorproc.RUNNER_IMAGE] = migrationkit.runner_image(payload)
+def app_images(workdir: Path) -> dict[str, Image]:
+    """The app image at v1 and v2: a sample Alembic project plus the app's own command."""
+    images = {}
     for version in ("v1", "v2"):
         image = migrationkit.app_image(STYLE, version, workdir / f"app-{version}")
         entrypoint = ("python", "-c", APP, version)
         images[f"demo-app:{version}"] = dataclasses.replace(image, entrypoint=entrypoint)
+    return images
 
 
 def release(cp: ControlPlane, version: str, secret: str) -> None:
@@ -169,46 +168,21 @@ def follow(cp: ControlPlane, version: str, timeout: float = 300) -> None:
     raise SystemExit(f"demo: {version} did not roll out within {timeout:.0f}s")
 
 
-@contextlib.contextmanager
-def environment(
-    workdir: Path,
-) -> Iterator[tuple[ControlPlane, PodRunner, pgserver.PgServer, str]]:
-    """Control plane, pod runner, PostgreSQL and the operator; all stopped on exit."""
-    with contextlib.ExitStack() as stack:
-        say("Starting etcd, kube-apiserver and kube-controller-manager")
-        cp = stack.enter_context(controlplane.running(workdir / "cluster"))
-        images = ImageTable()
-        runner = PodRunner(cp, images, cp.workdir)
-        runner.start()
-        stack.callback(runner.stop)
-        install_images(images, workdir)
-        say("Starting PostgreSQL")
-        pg = stack.enter_context(pgserver.running_server())
-        database = pg.create_database("shop")
-        cp.kubectl("create", "namespace", NAMESPACE)
-        cp.kubectl("apply", "-f", str(REPO / "crds/databasemigrations.migrategate.io.yaml"))
-        secret = "shop-database"
-        url = pg.url(database)
-        cp.kubectl(
-            "create", "secret", "generic", secret, "-n", NAMESPACE, f"--from-literal=url={url}"
-        )
-        say("Starting the operator")
-        log = workdir / "operator.log"
-        operator = operatorproc.Operator(cp.env, NAMESPACE, log)
-        operator.start()
-        stack.callback(operator.stop)
-        print(f"  operator log: {log}")
-        yield cp, runner, pg, database
-
-
 def run(keep: bool) -> None:
     ensure_binaries()
     workdir = Path(tempfile.mkdtemp(prefix="migrategate-demo-"))
     started = time.monotonic()
-    with environment(workdir) as (cp, runner, pg, database):
+    with localstack.running(workdir, NAMESPACE, app_images(workdir), say) as stack:
+        cp, runner, pg = stack.cp, stack.runner, stack.pg
+        print(f"  operator log: {stack.operator.log_path}")
+        database = pg.create_database("shop")
+        url = pg.url(database)
+        cp.kubectl(
+            "create", "secret", "generic", SECRET, "-n", NAMESPACE, f"--from-literal=url={url}"
+        )
         for version in ("v1", "v2"):
             say(f"helm upgrade --install {RELEASE} charts/examples/app --set image.tag={version}")
-            release(cp, version, "shop-database")
+            release(cp, version, SECRET)
             follow(cp, version)
         heads = [row[0] for row in pg.execute("SELECT version_num FROM alembic_version", database)]
         assert heads == [samples.head_of("v2")], heads

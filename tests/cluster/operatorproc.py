@@ -125,14 +125,12 @@ class Operator:
 
 
 @contextlib.contextmanager
-def running(
-    env: Mapping[str, str], namespace: str, log_path: Path, show_log: bool = True, **kw
-) -> Iterator[Operator]:
+def running(env: Mapping[str, str], namespace: str, log_path: Path, **kw) -> Iterator[Operator]:
+    """An operator for a test; its log is printed, which pytest shows only when the test fails."""
     op = Operator(env, namespace, log_path, **kw)
     try:
         op.start()
         yield op
     finally:
         op.stop()
-        if show_log:  # pytest shows captured output only when the test fails
-            print(f"--- operator log ({log_path}) ---\n{op.log()[-20000:]}")
+        print(f"--- operator log ({log_path}) ---\n{op.log()[-20000:]}")
