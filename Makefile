@@ -20,13 +20,14 @@ $(VENV)/.installed: pyproject.toml
 
 # The runner also runs in older application images: a Python 3.9 with SQLAlchemy 1.4
 # (pyenv's, when the machine has one) lets tests/postgres/test_runner_compat.py run it there.
-COMPAT_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.9*/bin/python3.9) $(shell command -v python3.9))
+PYENV_ROOT ?= $(HOME)/.pyenv
+COMPAT_PYTHON ?= $(firstword $(wildcard $(PYENV_ROOT)/versions/3.9*/bin/python3.9) $(shell command -v python3.9))
 COMPAT_VENV := .venv-py39
 
 compat: $(COMPAT_VENV)/.installed
 
 $(COMPAT_VENV)/.installed:
-	@if [ -n "$(COMPAT_PYTHON)" ]; then \
+	@if [ -n "$(COMPAT_PYTHON)" ] && $(COMPAT_PYTHON) -c "import sys; assert sys.version_info[:2] == (3, 9)" 2>/dev/null; then \
 		$(COMPAT_PYTHON) -m venv $(COMPAT_VENV) && \
 		$(COMPAT_VENV)/bin/pip install -q "SQLAlchemy>=1.4,<2" alembic psycopg2-binary asyncpg && \
 		touch $@; \
