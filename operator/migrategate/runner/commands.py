@@ -84,6 +84,19 @@ class Project:
     env_source: str
     table: Optional[tuple]  # (schema, name) of the version table; None if env.py hides it
 
+    @property
+    def table_to_read(self) -> tuple:
+        """The version table to read: the project's, or Alembic's default when it is hidden."""
+        return self.table or (None, DEFAULT_VERSION_TABLE)
+
+
+def read_versions(url: URL, table: tuple, report: Report) -> list:
+    """One connection, one query: the database's heads, recorded in the report."""
+    with Session(url, report.driver or "") as session:
+        current = session.versions(table)
+    report.from_revisions = report.to_revisions = current
+    return current
+
 
 def database_url(settings: Settings, environ: Mapping[str, str], report: Report) -> URL:
     """The URL Alembic runs with, derived from the async URL; its password goes to the masker."""
@@ -131,7 +144,7 @@ def migrate(settings: Settings, environ: Mapping[str, str], out: TextIO, report:
     """Upgrade the database to the target under the advisory lock, then verify."""
     url = database_url(settings, environ, report)
     project = load_project(settings, report)
-    table = project.table or (None, DEFAULT_VERSION_TABLE)
+    table = project.table_to_read
     with Session(url, report.driver or "") as session:
         current = session.versions(table)
         report.from_revisions = report.to_revisions = current
@@ -161,7 +174,7 @@ def upgrade_and_verify(
     report: Report,
 ) -> int:
     """Run the project's env.py under the lock held by ``session``, then check the heads."""
-    table = project.table or (None, DEFAULT_VERSION_TABLE)
+    table = project.table_to_read
     pending = pending_revisions(project.scripts, current, project.target)
     driver = report.driver or ""
     try:
@@ -218,10 +231,7 @@ def check(settings: Settings, environ: Mapping[str, str], out: TextIO, report: R
     """Print current and target heads; exit 0 at the target, 1 when an upgrade is pending."""
     url = database_url(settings, environ, report)
     project = load_project(settings, report)
-    table = project.table or (None, DEFAULT_VERSION_TABLE)
-    with Session(url, report.driver or "") as session:
-        current = session.versions(table)
-    report.from_revisions = report.to_revisions = current
+    current = read_versions(url, project.table_to_read, report)
     out.write(
         f"current: {' '.join(current) or 'base'}\ntarget: {' '.join(project.target) or 'base'}\n"
     )
@@ -248,14 +258,12 @@ def wait(
     """Block until the database is at the target heads; Transient after --timeout seconds."""
     url = database_url(settings, environ, report)
     project = load_project(settings, report)
-    table = project.table or (None, DEFAULT_VERSION_TABLE)
+    table = project.table_to_read
     deadline = clock() + settings.timeout
     last = "not checked yet"
     while True:
         try:
-            with Session(url, report.driver or "") as session:
-                current = session.versions(table)
-            report.from_revisions = report.to_revisions = current
+            current = read_versions(url, table, report)
             state = classify(project.scripts, current, project.target)
             if state == State.AT_TARGET:
                 return up_to_date(report, f"database at the target {' '.join(project.target)}")
