@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -203,8 +204,23 @@ def run(keep: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
-    run(parser.parse_args(argv).keep)
+    args = parser.parse_args(argv)
+    # Clean up on `kill` as on Ctrl-C: nothing of the demo may outlive it.
+    signal.signal(signal.SIGTERM, _interrupt_once)
+    signal.signal(signal.SIGINT, _interrupt_once)
+    try:
+        run(args.keep)
+    except KeyboardInterrupt:
+        say("Interrupted; cleaned up")
+        return 130
     return 0
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    """Stop the demo; a second signal must not cut its clean-up short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
