@@ -156,11 +156,21 @@ class PgServer:
 
     def admin_connection(self, dbname: str = "postgres", connect_timeout: int = 10):
         """A psycopg connection as superuser in autocommit mode (use as a context manager)."""
+        return self.connection(dbname, self.superuser, self.superuser_password, connect_timeout)
+
+    def connection(
+        self,
+        dbname: str,
+        user: str = APP_USER,
+        password: str = APP_PASSWORD,
+        connect_timeout: int = 10,
+    ):
+        """A psycopg autocommit connection, by default as the application's role."""
         return psycopg.connect(
             host=self.host,
             port=self.port,
-            user=self.superuser,
-            password=self.superuser_password,
+            user=user,
+            password=password,
             dbname=dbname,
             autocommit=True,
             connect_timeout=connect_timeout,

@@ -29,14 +29,7 @@ def app_at(version: str, tmp_path: Path, style: str = STYLE) -> Path:
 
 def app_session(pg: pgserver.PgServer, db: str) -> psycopg.Connection:
     """A separate session in the application database, holding locks for a test."""
-    return psycopg.connect(
-        host=pg.host,
-        port=pg.port,
-        user=pgserver.APP_USER,
-        password=pgserver.APP_PASSWORD,
-        dbname=db,
-        autocommit=True,
-    )
+    return pg.connection(db)
 
 
 def wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
