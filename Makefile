@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup compat cluster-binaries lint test test-unit demo crd bench
+.PHONY: setup compat system-deps cluster-binaries lint test test-unit demo crd bench
 
 # DEMO_ARGS=--keep leaves the demo running until Ctrl-C.
 DEMO_ARGS ?=
@@ -33,9 +33,13 @@ $(COMPAT_VENV)/.installed:
 		touch $@; \
 	else echo "no Python 3.9 here: the runner's compatibility tests will skip"; fi
 
-# etcd, kube-apiserver, kube-controller-manager and helm, built from Go modules
-# into ~/.cache/migrategate/ (a no-op when cached).
-cluster-binaries:
+# Debian packages of the real node and the image builds (runc, CNI plugins, buildah, ...).
+system-deps:
+	bash tests/cluster/system-deps.sh
+
+# The cluster (etcd, the Kubernetes components, containerd, pause) and helm, built
+# from Go modules into ~/.cache/migrategate/ (a no-op when cached).
+cluster-binaries: system-deps
 	bash tests/cluster/build.sh
 
 lint: setup
@@ -50,10 +54,10 @@ test: setup compat cluster-binaries lint
 test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
-# The CRD under crds/ and the Helm chart's copy, both generated from the pydantic models.
-demo: setup
+demo: setup cluster-binaries
 	$(PY) tests/cluster/demo.py $(DEMO_ARGS)
 
+# The CRD under crds/ and the Helm chart's copy, both generated from the pydantic models.
 crd: setup
 	$(VENV)/bin/migrategate crd
 	$(VENV)/bin/migrategate crd -o charts/migrategate/files

@@ -51,7 +51,6 @@ FAST_SETTINGS = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
     "max_connections": "200",
-    "listen_addresses": "127.0.0.1",
 }
 
 
@@ -78,6 +77,8 @@ class PgServer:
     superuser: str = "postgres"
     superuser_password: str = field(default_factory=lambda: secrets.token_hex(12))
     host: str = "127.0.0.1"
+    # A network (CIDR) allowed to log in besides loopback: the pods', for cluster tests.
+    clients: str | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -115,10 +116,14 @@ class PgServer:
         if done.returncode != 0:  # e.g. base_dir under a directory the server user cannot enter
             raise RuntimeError(f"initdb failed in {self.base_dir}: {done.stderr.strip()}")
         pwfile.unlink()
-        conf = "".join(f"{k} = '{v}'\n" for k, v in FAST_SETTINGS.items())
+        settings = {**FAST_SETTINGS, "listen_addresses": ",".join({"127.0.0.1", self.host})}
+        conf = "".join(f"{k} = '{v}'\n" for k, v in settings.items())
         conf += f"port = {self.port}\nunix_socket_directories = '{self.socket_dir}'\n"
         with open(self.data_dir / "postgresql.conf", "a") as f:
             f.write(conf)
+        if self.clients:  # e.g. the pod network, besides initdb's loopback entries
+            with open(self.data_dir / "pg_hba.conf", "a") as f:
+                f.write(f"host all all {self.clients} scram-sha-256\n")
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the server and wait until it accepts connections."""
@@ -239,8 +244,13 @@ def reachable_by_server_user(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def running_server(base_dir: Path | None = None) -> Iterator[PgServer]:
+def running_server(
+    base_dir: Path | None = None, host: str = "127.0.0.1", clients: str | None = None
+) -> Iterator[PgServer]:
     """Start a throwaway server with the application roles; stop and delete it afterwards.
+
+    ``host`` is where it listens besides loopback and what its URLs name (for pods:
+    the bridge's gateway address); ``clients`` a network allowed in besides loopback.
 
     ``base_dir`` is used when the unprivileged server user can reach it; otherwise
     (as root under pytest's private tmp dirs) a fresh /tmp/migrategate-pg-* is.
@@ -249,7 +259,7 @@ def running_server(base_dir: Path | None = None) -> Iterator[PgServer]:
     if root is None or not reachable_by_server_user(root):
         # e.g. pytest's tmp_path_factory: /tmp/pytest-of-root is 0700, closed to `nobody`
         root = Path(tempfile.mkdtemp(prefix="migrategate-pg-"))
-    server = PgServer(base_dir=root)
+    server = PgServer(base_dir=root, host=host, clients=clients)
     try:
         server.init()
         server.start()

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build the local control plane for the cluster tests from Go modules:
-# etcd, kube-apiserver, kube-controller-manager, kubectl (same version as the
-# server, to avoid skew warnings) and helm, into
+# Build the local cluster for the cluster tests from Go modules: etcd,
+# kube-apiserver, kube-controller-manager, kube-scheduler, the node (kubelet,
+# kube-proxy, containerd and its runc shim, the pause binary from Kubernetes'
+# own pause.c), kubectl (same version as the server, to avoid skew warnings)
+# and helm, into
 #   ~/.cache/migrategate/bin/<key>/   (key = all pinned versions)
 # Idempotent: a no-op when every binary is already there. Go's module and build
 # caches are left in place, so a rebuild after a version bump is cheap.
@@ -11,11 +13,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 
-key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}"
+key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_containerd-${CONTAINERD_VERSION}"
 cache="${MIGRATEGATE_CACHE:-$HOME/.cache/migrategate}"
 bin="$cache/bin/$key"
 src="$cache/src/$key"
-binaries=(etcd kube-apiserver kube-controller-manager kubectl helm)
+kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+containerd_binaries=(containerd containerd-shim-runc-v2 ctr)
+binaries=(etcd "${kube_binaries[@]}" pause "${containerd_binaries[@]}" helm)
 
 log() { printf '[cluster-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
@@ -27,12 +31,12 @@ refuse() {
   exit 0
 }
 
-have_all() {
+have() {
   local b
-  for b in "${binaries[@]}"; do [[ -x "$bin/$b" ]] || return 1; done
+  for b in "$@"; do [[ -x "$bin/$b" ]] || return 1; done
 }
 
-if have_all; then
+if have "${binaries[@]}"; then
   log "cached: $bin"
   exit 0
 fi
@@ -113,12 +117,40 @@ for r in json.load(sys.stdin).get("Replace") or []:
     ld+=" -X $p.gitVersion=${KUBERNETES_VERSION} -X $p.gitMajor=1 -X $p.gitMinor=${minor}"
     ld+=" -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
-  log "kubernetes: compiling kube-apiserver kube-controller-manager kubectl (the long step)"
+  log "kubernetes: compiling ${kube_binaries[*]} (the long step)"
   (cd "$dir" && go build -trimpath -tags selinux,notest -ldflags "$ld" -o "$bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver \
-    k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kubectl)
+    "${kube_binaries[@]/#/k8s.io/kubernetes/cmd/}")
   check_gosum kubernetes "$dir"
+}
+
+# --- pause --------------------------------------------------------------------
+# The pod sandbox's process, compiled from the pinned Kubernetes module's own
+# pause.c; images.py wraps it as the sandbox image (no registry to pull from).
+build_pause() {
+  local moddir
+  moddir="$(go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')"
+  command -v gcc >/dev/null || die "gcc is needed for the pause binary (apt-get install gcc libc6-dev)"
+  log "pause: gcc -Os -static build/pause/linux/pause.c"
+  gcc -Os -static -Wall -Werror -DVERSION="${KUBERNETES_VERSION}" \
+    -o "$bin/pause" "$moddir/build/pause/linux/pause.c"
+}
+
+# --- containerd -----------------------------------------------------------------
+# containerd 2.x: Kubernetes 1.36 supports no 1.x. Its go.mod has no replace
+# directives; the cgo-only snapshotters are left out as its static build does.
+build_containerd() {
+  local dir="$src/containerd"
+  mkdir -p "$dir"
+  printf 'module migrategate.local/build/containerd\n\ngo 1.26.0\n\nrequire github.com/containerd/containerd/v2 %s\n' \
+    "$CONTAINERD_VERSION" >"$dir/go.mod"
+  seed_gosum containerd "$dir"
+  local v="github.com/containerd/containerd/v2/version"
+  log "containerd ${CONTAINERD_VERSION}: compiling ${containerd_binaries[*]}"
+  (cd "$dir" && go build -trimpath -tags "no_btrfs no_devmapper no_zfs urfave_cli_no_docs" \
+    -ldflags "-s -w -X $v.Version=${CONTAINERD_VERSION} -X $v.Package=github.com/containerd/containerd/v2" \
+    -o "$bin/" "${containerd_binaries[@]/#/github.com/containerd/containerd/v2/cmd/}")
+  check_gosum containerd "$dir"
 }
 
 # --- etcd ---------------------------------------------------------------------
@@ -150,10 +182,12 @@ build_helm() {
   check_gosum helm "$dir"
 }
 
-[[ -x "$bin/kube-apiserver" && -x "$bin/kube-controller-manager" && -x "$bin/kubectl" ]] || build_kubernetes
+have pause || build_pause
+have "${containerd_binaries[@]}" || build_containerd
+have "${kube_binaries[@]}" || build_kubernetes
 [[ -x "$bin/etcd" ]] || build_etcd
 [[ -x "$bin/helm" ]] || build_helm
 
-have_all || die "some binaries are missing in $bin after the build"
+have "${binaries[@]}" || die "some binaries are missing in $bin after the build"
 for b in "${binaries[@]}"; do log "built $b ($(du -h "$bin/$b" | cut -f1))"; done
 log "done in $((SECONDS - started))s: $bin"

@@ -1,4 +1,4 @@
-"""Where ``tests/cluster/build.sh`` puts the control-plane binaries."""
+"""Where ``tests/cluster/build.sh`` puts the cluster's binaries."""
 
 from __future__ import annotations
 
@@ -6,7 +6,20 @@ import os
 from pathlib import Path
 
 CLUSTER_DIR = Path(__file__).resolve().parent.parent
-NAMES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+NAMES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+    "pause",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "helm",
+)
 
 
 def versions() -> dict[str, str]:
@@ -24,6 +37,7 @@ def bin_dir() -> Path:
     pins = versions()
     key = (
         f"k8s-{pins['KUBERNETES_VERSION']}_etcd-{pins['ETCD_VERSION']}_helm-{pins['HELM_VERSION']}"
+        f"_containerd-{pins['CONTAINERD_VERSION']}"
     )
     cache = Path(os.environ.get("MIGRATEGATE_CACHE", Path.home() / ".cache" / "migrategate"))
     return cache / "bin" / key
