@@ -43,7 +43,8 @@ def test_inject_mode_copies_the_runner_and_runs_it_with_the_apps_python():
 
 def test_installed_mode_runs_the_installed_cli_without_init_container():
     job = build({"runner": {"mode": "installed"}})
-    assert "initContainers" not in pod(job) and "volumes" not in pod(job)
+    assert "initContainers" not in pod(job)
+    assert [v["name"] for v in pod(job)["volumes"]] == [c.TMP_VOLUME_NAME]  # /tmp only
     assert pod(job)["containers"][0]["command"][:2] == ["migrategate", "migrate"]
 
 
@@ -167,3 +168,135 @@ def test_pod_settings_pass_through():
 
 def test_no_service_account_means_no_token():
     assert pod(build())["automountServiceAccountToken"] is False
+
+
+# ----------------------------------------------------------------------------- pod security
+
+RESTRICTED_VOLUME_TYPES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+    "persistentVolumeClaim", "projected", "secret",
+}  # fmt: skip
+
+
+def restricted_violations(spec):
+    """What the restricted Pod Security profile (as of v1.25+) would refuse in this pod."""
+    out = []
+    psc = spec.get("securityContext") or {}
+    for cont in spec["containers"] + spec.get("initContainers", []):
+        sc = cont.get("securityContext") or {}
+        name = cont["name"]
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{name}: allowPrivilegeEscalation")
+        if "ALL" not in (sc.get("capabilities") or {}).get("drop", []):
+            out.append(f"{name}: capabilities.drop")
+        if set((sc.get("capabilities") or {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            out.append(f"{name}: capabilities.add")
+        if not sc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+            out.append(f"{name}: runAsNonRoot")
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            out.append(f"{name}: runAsUser 0")
+        seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            out.append(f"{name}: seccompProfile")
+        if sc.get("privileged"):
+            out.append(f"{name}: privileged")
+    for vol in spec.get("volumes", []):
+        if not set(vol) - {"name"} <= RESTRICTED_VOLUME_TYPES:
+            out.append(f"volume {vol['name']}")
+    return out
+
+
+def kubelet_refusal(spec, container, image_user):
+    """The kubelet's runAsNonRoot check (verifyRunAsNonRoot) for an image's USER, or None.
+
+    `image_user` is the image config's User: "" (root), "0", "app", "10001".
+    """
+    sc = container.get("securityContext") or {}
+    psc = spec.get("securityContext") or {}
+    if not sc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+        return None
+    uid = sc.get("runAsUser", psc.get("runAsUser"))
+    if uid is not None:
+        return "container's runAsUser breaks non-root policy" if uid == 0 else None
+    user = image_user.split(":")[0]
+    if not user.isdigit() and user != "":
+        return f"container has runAsNonRoot and image has non-numeric user ({user})"
+    if user in ("", "0"):
+        return "container has runAsNonRoot and image will run as root"
+    return None
+
+
+def test_default_job_pod_is_restricted():
+    for change in ({}, {"runner": {"mode": "installed"}}):
+        assert restricted_violations(pod(build(change))) == []
+
+
+def test_images_running_as_root_or_a_named_user_start_under_the_default_user():
+    spec = pod(build())
+    for image_user in ("", "0", "root", "app", "app:app", "10001"):
+        for cont in spec["containers"] + spec["initContainers"]:
+            assert kubelet_refusal(spec, cont, image_user) is None, (image_user, cont["name"])
+    psc = spec["securityContext"]
+    assert (psc["runAsUser"], psc["runAsGroup"], psc["runAsNonRoot"]) == (65532, 65532, True)
+
+
+def test_the_users_own_user_and_group_win():
+    spec = pod(build({"job": {"podSecurityContext": {"runAsUser": 10001}}}))
+    assert spec["securityContext"]["runAsUser"] == 10001
+    assert "runAsGroup" not in spec["securityContext"]  # the image's group for that user
+    spec = pod(build({"job": {"podSecurityContext": {"runAsGroup": 3000}}}))
+    assert (spec["securityContext"]["runAsUser"], spec["securityContext"]["runAsGroup"]) == (
+        65532,
+        3000,
+    )
+    # A container-level user overrides the pod's anyway: no pod-level default beside it.
+    spec = pod(build({"job": {"securityContext": {"runAsUser": 2000, "runAsGroup": 2000}}}))
+    assert "runAsUser" not in spec["securityContext"]
+    assert "runAsGroup" not in spec["securityContext"]
+    assert spec["containers"][0]["securityContext"]["runAsUser"] == 2000
+    assert restricted_violations(spec) == []
+
+
+def test_operator_job_defaults_count_as_the_users_choice():
+    from migrategate.api.models import JobSpec
+    from migrategate.controller.jobs import with_job_defaults
+
+    spec = DatabaseMigrationSpec.model_validate(BASE)
+    defaults = JobSpec.model_validate({"podSecurityContext": {"runAsUser": 1500}})
+    req = JobRequest(
+        owner=Owner("shop", "ns1", "uid-1"),
+        spec=with_job_defaults(spec, defaults),
+        job_name="shop-abc",
+        content_hash="abc",
+        attempt=1,
+        runner_image="migrategate:test",
+    )
+    assert pod(build_job(req))["securityContext"]["runAsUser"] == 1500
+
+
+def test_read_only_root_gets_a_small_writable_tmp_and_home():
+    spec = pod(build())
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes[c.TMP_VOLUME_NAME] == {
+        "name": c.TMP_VOLUME_NAME,
+        "emptyDir": {"sizeLimit": "64Mi"},
+    }
+    for cont in spec["containers"] + spec["initContainers"]:
+        assert cont["securityContext"]["readOnlyRootFilesystem"] is True
+        tmp = [m for m in cont["volumeMounts"] if m["mountPath"] == "/tmp"]
+        assert tmp == [{"name": c.TMP_VOLUME_NAME, "mountPath": "/tmp"}], cont["name"]
+    env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+    assert env["HOME"] == "/tmp" and env["PYTHONDONTWRITEBYTECODE"] == "1"
+
+
+def test_a_writable_root_needs_no_tmp_volume():
+    spec = pod(build({"job": {"securityContext": {"readOnlyRootFilesystem": False}}}))
+    assert [v["name"] for v in spec["volumes"]] == [c.RUNNER_VOLUME_NAME]
+    for cont in spec["containers"] + spec["initContainers"]:
+        assert all(m["mountPath"] != "/tmp" for m in cont["volumeMounts"])
+
+
+def test_the_users_home_and_bytecode_settings_win():
+    own = [{"name": "HOME", "value": "/app"}, {"name": "PYTHONDONTWRITEBYTECODE", "value": ""}]
+    env = pod(build({"job": {"env": own}}))["containers"][0]["env"]
+    assert [e for e in env if e["name"] in ("HOME", "PYTHONDONTWRITEBYTECODE")] == own

@@ -36,6 +36,7 @@ KOPF_PREFIX = f"kopf.{GROUP}"
 INIT_CONTAINER_NAME = "install-runner"
 CONTAINER_NAME = "migrate"
 RUNNER_VOLUME_NAME = "migrategate-runner"
+TMP_VOLUME_NAME = "migrategate-tmp"
 
 # Condition types (kstatus).
 CONDITION_READY = "Ready"

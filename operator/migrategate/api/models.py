@@ -149,10 +149,16 @@ class JobSpec(_Model):
         "all capabilities dropped, RuntimeDefault seccomp).",
     )
     pod_security_context: K8sObject | None = Field(
-        None, description="Pod securityContext, merged over the restricted defaults."
+        None,
+        description="Pod securityContext, merged over the restricted defaults "
+        "(runAsNonRoot, RuntimeDefault seccomp) and runAsUser/runAsGroup 65532, which "
+        "apply only when runAsUser is set neither here nor in securityContext.",
     )
     env: K8sList | None = Field(
-        None, description="Extra environment of the migration container (core/v1 EnvVar)."
+        None,
+        description="Extra environment of the migration container (core/v1 EnvVar). "
+        "A name set here replaces the operator's own (HOME=/tmp, PYTHONUNBUFFERED=1, "
+        "PYTHONDONTWRITEBYTECODE=1, DATABASE_URL).",
     )
     env_from: K8sList | None = Field(
         None, description="Extra envFrom sources of the migration container."

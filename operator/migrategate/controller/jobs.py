@@ -28,6 +28,15 @@ RESTRICTED_POD: dict[str, Any] = {
     "runAsNonRoot": True,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+# The user and group the pod runs as unless spec.job sets runAsUser. Numeric, so the kubelet can
+# verify runAsNonRoot for any image: one that runs as root (no USER) would be refused, and so
+# would one with a named USER ("image has non-numeric user"). 65532 is the conventional
+# "nonroot" of distroless images and the UID of the migrategate image.
+DEFAULT_USER = 65532
+# A writable /tmp (and HOME) for a read-only root filesystem: libraries that env.py imports
+# may want a temporary file or a cache under ~.
+TMP_DIR = "/tmp"
+TMP_SIZE_LIMIT = "64Mi"
 # The init container only copies a few hundred kB.
 INIT_RESOURCES = {
     "requests": {"cpu": "10m", "memory": "16Mi"},
@@ -129,6 +138,8 @@ def container_env(spec: DatabaseMigrationSpec) -> list[dict[str, Any]]:
         {"name": "PYTHONUNBUFFERED", "value": "1"},
         # The root filesystem is read-only; do not even try to write .pyc files.
         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+        # The image's HOME is on that read-only root (or "/" for a UID without a passwd entry).
+        {"name": "HOME", "value": TMP_DIR},
     ]
     user = copy.deepcopy(spec.job.env or [])
     taken = {e.get("name") for e in user}
@@ -158,30 +169,59 @@ def main_container(req: JobRequest) -> dict[str, Any]:
                 "readOnly": True,
             }
         ]
-    return container
+    return _with_tmp(container)
 
 
 def init_container(req: JobRequest) -> dict[str, Any]:
-    return {
-        "name": c.INIT_CONTAINER_NAME,
-        "image": req.runner_image,
-        "imagePullPolicy": req.runner_image_pull_policy,
-        "command": list(contract.INSTALL_COMMAND),
-        "volumeMounts": [
-            {"name": c.RUNNER_VOLUME_NAME, "mountPath": contract.INJECTED_PAYLOAD_DIR}
-        ],
-        "securityContext": merged(RESTRICTED_CONTAINER, req.spec.job.security_context),
-        "resources": copy.deepcopy(INIT_RESOURCES),
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
+    return _with_tmp(
+        {
+            "name": c.INIT_CONTAINER_NAME,
+            "image": req.runner_image,
+            "imagePullPolicy": req.runner_image_pull_policy,
+            "command": list(contract.INSTALL_COMMAND),
+            "volumeMounts": [
+                {"name": c.RUNNER_VOLUME_NAME, "mountPath": contract.INJECTED_PAYLOAD_DIR}
+            ],
+            "securityContext": merged(RESTRICTED_CONTAINER, req.spec.job.security_context),
+            "resources": copy.deepcopy(INIT_RESOURCES),
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+        }
+    )
+
+
+def _with_tmp(container: dict[str, Any]) -> dict[str, Any]:
+    """A writable /tmp for a container with a read-only root, unless it mounts one already."""
+    read_only = (container.get("securityContext") or {}).get("readOnlyRootFilesystem")
+    mounts = container.get("volumeMounts") or []
+    if read_only and not any(m.get("mountPath") == TMP_DIR for m in mounts):
+        container["volumeMounts"] = [*mounts, {"name": c.TMP_VOLUME_NAME, "mountPath": TMP_DIR}]
+    return container
+
+
+def pod_security_context(job: JobSpec) -> dict[str, Any]:
+    """The restricted defaults and a numeric non-root user, then the user's own settings.
+
+    The default user applies only when neither the pod's nor the container's security
+    context names a runAsUser (a container's setting overrides the pod's anyway); the
+    default group only along with the default user, and only when no runAsGroup is set.
+    """
+    own_pod = job.pod_security_context or {}
+    own_container = job.security_context or {}
+    defaults = dict(RESTRICTED_POD)
+    if "runAsUser" not in own_pod and "runAsUser" not in own_container:
+        defaults["runAsUser"] = DEFAULT_USER
+        if "runAsGroup" not in own_pod and "runAsGroup" not in own_container:
+            defaults["runAsGroup"] = DEFAULT_USER
+    return merged(defaults, own_pod)
 
 
 def pod_spec(req: JobRequest) -> dict[str, Any]:
     job = req.spec.job
+    containers = [main_container(req)]
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
-        "securityContext": merged(RESTRICTED_POD, job.pod_security_context),
-        "containers": [main_container(req)],
+        "securityContext": pod_security_context(job),
+        "containers": containers,
     }
     if job.service_account_name:
         pod["serviceAccountName"] = job.service_account_name
@@ -194,11 +234,15 @@ def pod_spec(req: JobRequest) -> dict[str, Any]:
         ("imagePullSecrets", job.image_pull_secrets),
     ):
         _put(pod, key, copy.deepcopy(value))
+    volumes: list[dict[str, Any]] = []
     if req.spec.runner.mode == RunnerMode.INJECT.value:
         pod["initContainers"] = [init_container(req)]
-        pod["volumes"] = [
-            {"name": c.RUNNER_VOLUME_NAME, "emptyDir": {"sizeLimit": "64Mi"}},
-        ]
+        volumes.append({"name": c.RUNNER_VOLUME_NAME, "emptyDir": {"sizeLimit": "64Mi"}})
+    every = containers + pod.get("initContainers", [])
+    if any(m["name"] == c.TMP_VOLUME_NAME for x in every for m in x.get("volumeMounts", [])):
+        volumes.append({"name": c.TMP_VOLUME_NAME, "emptyDir": {"sizeLimit": TMP_SIZE_LIMIT}})
+    if volumes:
+        pod["volumes"] = volumes
     return pod
 
 
