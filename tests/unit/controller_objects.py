@@ -64,7 +64,12 @@ def pod(
     init_exit=0,
     phase=None,
     created=T0,
+    terminated_reason=None,
+    deleted_at=None,
+    conditions=(),
+    init_waiting=None,
 ):
+    """A migration pod. `conditions`: (type, lastTransitionTime, reason, message) tuples."""
     main: dict = {"name": c.CONTAINER_NAME, "state": {}}
     if waiting:
         main["state"] = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
@@ -75,21 +80,31 @@ def pod(
                 "message": message,
                 "startedAt": T0,
                 "finishedAt": T1,
-                "reason": "Completed" if exit_code == 0 else "Error",
+                "reason": terminated_reason or ("Completed" if exit_code == 0 else "Error"),
             }
         }
     else:
         main["state"] = {"running": {"startedAt": T0}}
     init = {"name": c.INIT_CONTAINER_NAME, "state": {"terminated": {"exitCode": init_exit}}}
+    if init_waiting:
+        init["state"] = {"waiting": {"reason": init_waiting[0], "message": init_waiting[1]}}
+        main["state"] = {"waiting": {"reason": "PodInitializing"}}
+    meta = {
+        "name": f"{job_name}-xyz",
+        "creationTimestamp": created,
+        "labels": {"batch.kubernetes.io/job-name": job_name, c.LABEL_MIGRATION: "shop"},
+    }
+    if deleted_at:
+        meta["deletionTimestamp"] = deleted_at
     return {
-        "metadata": {
-            "name": f"{job_name}-xyz",
-            "creationTimestamp": created,
-            "labels": {"batch.kubernetes.io/job-name": job_name, c.LABEL_MIGRATION: "shop"},
-        },
+        "metadata": meta,
         "status": {
             "phase": phase or ("Failed" if exit_code else "Running"),
             "reason": reason,
+            "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": at, "reason": r, "message": m}
+                for t, at, r, m in conditions
+            ],
             "initContainerStatuses": [init],
             "containerStatuses": [main],
         },

@@ -33,6 +33,8 @@ def test_only_pods_that_cannot_start_pass_the_filter():
     stuck = pod(waiting=("CreateContainerConfigError", 'secret "db" not found'))
     assert cannot_start(body=kopf.Body(stuck))
     assert cannot_start(body=kopf.Body(pod(waiting=("ImagePullBackOff", "back-off"))))
+    assert cannot_start(body=kopf.Body(pod(waiting=("ErrImagePull", "503"))))  # grace: recheck
+    assert cannot_start(body=kopf.Body(pod(init_waiting=("InvalidImageName", "bad"))))
     assert not cannot_start(body=kopf.Body(pod()))
     assert not cannot_start(body=kopf.Body(pod(waiting=("ContainerCreating", ""))))
 

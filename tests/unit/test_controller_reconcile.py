@@ -119,6 +119,37 @@ def test_missing_secret_stalls_naming_the_secret_and_removes_the_stuck_job():
     assert again.create is None and again.status["phase"] == "Failed"
 
 
+def test_another_config_error_stalls_with_the_kubelets_message_not_the_secret():
+    name = f"shop-{CHASH}"
+    text = "container has runAsNonRoot and image has non-numeric user (app), cannot verify user"
+    plan = run(
+        body(),
+        jobs=[job(name=name, chash=CHASH)],
+        pods=[pod(name, waiting=("CreateContainerConfigError", text))],
+    )
+    assert plan.status["phase"] == "Failed" and name in plan.delete
+    assert cond(plan, "Ready")["reason"] == "CreateContainerConfigError"
+    assert plan.status["message"] == f"CreateContainerConfigError: {text}"
+    assert "Secret" not in plan.status["message"]
+
+
+def test_a_failing_pull_keeps_the_job_and_rechecks_when_the_grace_ends():
+    name = f"shop-{CHASH}"
+    stuck = dict(
+        jobs=[job(name=name, chash=CHASH)],
+        pods=[pod(name, waiting=("ErrImagePull", "registry.example: 503"))],
+    )
+    early = run(body(), **stuck)  # the pod was created at T0 = NOW - 6 s
+    assert early.status["phase"] == "Running" and not early.delete and early.create is None
+    assert cond(early, "Stalled")["status"] == "False"
+    assert "ErrImagePull: registry.example: 503" in early.status["message"]
+    assert "2026-01-01T00:01:00Z" in early.status["message"]
+    assert early.requeue_after == 54.0
+    late = run(body(status=early.status), now=NOW + timedelta(seconds=54), **stuck)
+    assert late.status["phase"] == "Failed" and name in late.delete
+    assert cond(late, "Ready")["reason"] == "ErrImagePull"
+
+
 def test_transient_failure_waits_for_backoff_then_retries():
     name = f"shop-{CHASH}"
     failed = dict(

@@ -21,3 +21,14 @@ def test_bad_value_names_its_variable():
 def test_every_setting_is_documented():
     text = describe()
     assert "MIGRATEGATE_RUNNER_IMAGE" in text and "MIGRATEGATE_PEERING" in text
+
+
+@pytest.mark.parametrize("raw", ["-1", "soon", "nan"])
+def test_bad_image_pull_grace_fails_fast(raw):
+    with pytest.raises(ValueError, match="MIGRATEGATE_IMAGE_PULL_GRACE"):
+        Settings.from_env({"MIGRATEGATE_IMAGE_PULL_GRACE": raw})
+
+
+def test_image_pull_grace_default_and_override():
+    assert Settings.from_env({}).image_pull_grace == 60.0
+    assert Settings.from_env({"MIGRATEGATE_IMAGE_PULL_GRACE": "0"}).image_pull_grace == 0.0

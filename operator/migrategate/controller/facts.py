@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from migrategate.api import constants as c
@@ -37,6 +38,10 @@ class PodFacts:
     message: str | None
     init: ContainerFacts | None
     main: ContainerFacts | None
+    deleting: bool = False  # deletionTimestamp set: drained, deleted, garbage-collected
+    disruption: str | None = None  # a DisruptionTarget condition's "reason: message"
+    scheduled_at: str | None = None  # PodScheduled's lastTransitionTime
+    initialized_at: str | None = None  # Initialized's (init containers done)
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,29 @@ def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
         message=status.get("message"),
         init=_container(status.get("initContainerStatuses"), c.INIT_CONTAINER_NAME),
         main=_container(status.get("containerStatuses"), c.CONTAINER_NAME),
+        deleting=bool(meta.get("deletionTimestamp")),
+        disruption=_disruption(status),
+        scheduled_at=(_condition(status, "PodScheduled") or {}).get("lastTransitionTime"),
+        initialized_at=(_condition(status, "Initialized") or {}).get("lastTransitionTime"),
     )
+
+
+def _disruption(status: Mapping[str, Any]) -> str | None:
+    """Why the pod was disrupted (evicted, preempted, drained, its node shut down), if it was."""
+    cond = _condition(status, "DisruptionTarget")
+    if cond is None:
+        return None
+    return ": ".join(str(x) for x in (cond.get("reason"), cond.get("message")) if x) or "-"
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An API timestamp (RFC 3339, e.g. 2026-01-01T00:00:00Z); None if absent or malformed."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def parse_result(message: str | None) -> dict[str, Any] | None:

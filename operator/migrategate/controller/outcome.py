@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from migrategate.controller.facts import JobFacts, PodFacts, parse_result
+from migrategate.controller.facts import (
+    ContainerFacts,
+    JobFacts,
+    PodFacts,
+    parse_result,
+    parse_time,
+)
 from migrategate.runner import contract
 from migrategate.runner.contract import ExitCode, ResultKey
 
@@ -19,23 +27,30 @@ class Kind(enum.StrEnum):
     PERMANENT = "permanent"
 
 
-# A pod stuck in one of these will not start by itself: a missing Secret or
-# key, or an image that cannot be pulled or named.
+# A container waiting for one of these will not start by itself: a missing Secret or key
+# (or another setting the kubelet refuses), an image name that does not parse, an image
+# that must not be pulled and is not there.
 PERMANENT_WAITING = frozenset(
-    {
-        "CreateContainerConfigError",
-        "ErrImagePull",
-        "ImagePullBackOff",
-        "InvalidImageName",
-        "ErrImageNeverPull",
-    }
+    {"CreateContainerConfigError", "InvalidImageName", "ErrImageNeverPull"}
 )
+# A failed pull may be a registry hiccup that clears on the kubelet's next try: permanent
+# only once it has lasted the image pull grace period.
+PULL_WAITING = frozenset({"ErrImagePull", "ImagePullBackOff"})
+STUCK_WAITING = PERMANENT_WAITING | PULL_WAITING  # a pod waiting for one is worth a reconcile
+DEFAULT_IMAGE_PULL_GRACE = 60.0  # seconds
+# Pod status reasons of a pod the kubelet ended for reasons of its own, not the runner's.
+DISRUPTED_REASONS = frozenset({"Evicted", "Terminated", "Shutdown", "NodeShutdown", "Preempting"})
 PERMANENT_EXIT = {
     ExitCode.BAD_INPUT: "BadInput",
     ExitCode.MIGRATION_FAILED: "MigrationFailed",
     ExitCode.VERIFY_FAILED: "VerificationFailed",
 }
-SIGTERM_EXIT = 143  # drained or preempted: worth another try
+# The runner's own verdicts: they stand even if the pod was disrupted afterwards.
+RUNNER_EXIT = frozenset(PERMANENT_EXIT) | contract.TRANSIENT_EXIT_CODES
+SIGTERM_EXIT = 143  # drained, deleted or preempted: worth another try
+# SIGKILL that is not OOMKilled: the grace period after SIGTERM ran out. The runner is the
+# container's PID 1, which the kernel spares SIGTERM unless it installed a handler.
+SIGKILL_EXIT = 137
 
 
 @dataclass(frozen=True)
@@ -46,61 +61,115 @@ class Verdict:
     result: dict[str, Any] | None = field(default=None)
     started_at: str | None = None
     finished_at: str | None = None
+    # RUNNING with a failing image pull: seconds until it counts as permanent.
+    recheck_after: float | None = None
+
+
+@dataclass(frozen=True)
+class _Stuck:
+    """A container that waits for a reason that may never clear."""
+
+    reason: str
+    message: str
+    remaining: float  # seconds until it is permanent; <= 0: it is
 
 
 def latest_pod(pods: Sequence[PodFacts]) -> PodFacts | None:
     return max(pods, key=lambda p: p.created, default=None)
 
 
-def classify(job: JobFacts, pods: Sequence[PodFacts]) -> Verdict:
-    """What happened to this Job (attempt)."""
+def classify(
+    job: JobFacts,
+    pods: Sequence[PodFacts],
+    now: datetime,
+    image_pull_grace: float = DEFAULT_IMAGE_PULL_GRACE,
+) -> Verdict:
+    """What happened to this Job (attempt), as seen at `now`."""
     pod = latest_pod(pods)
     main = pod.main if pod else None
     result = parse_result(main.terminated_message) if main else None
     started = (main.started_at if main else None) or job.start_time
     finished = (main.finished_at if main else None) or job.finish_time
 
-    def verdict(kind: Kind, reason: str, message: str = "") -> Verdict:
+    def verdict(
+        kind: Kind, reason: str, message: str = "", recheck: float | None = None
+    ) -> Verdict:
         if result and result.get(ResultKey.MESSAGE) and kind is not Kind.SUCCEEDED:
             message = str(result[ResultKey.MESSAGE])
-        return Verdict(kind, reason, message, result, started, finished)
+        return Verdict(kind, reason, message, result, started, finished, recheck)
 
     if job.succeeded:
         return verdict(Kind.SUCCEEDED, "Succeeded")
+    stuck = _stuck(pod, now, image_pull_grace)
     if job.active:
-        stuck = _stuck(pod)
-        if stuck:
-            return verdict(Kind.PERMANENT, *stuck)
-        return verdict(Kind.RUNNING, "JobRunning")
-    return _failed(job, pod, verdict)
+        if stuck is None:
+            return verdict(Kind.RUNNING, "JobRunning")
+        if stuck.remaining > 0:  # the kubelet still retries the pull
+            return verdict(Kind.RUNNING, stuck.reason, stuck.message, stuck.remaining)
+        return verdict(Kind.PERMANENT, stuck.reason, stuck.message)
+    return _failed(job, pod, stuck, verdict)
 
 
-def _stuck(pod: PodFacts | None) -> tuple[str, str] | None:
-    """A permanent waiting reason of the pod's containers, if any."""
+def _stuck(pod: PodFacts | None, now: datetime, grace: float) -> _Stuck | None:
+    """The first container of the pod waiting for a reason that may not clear, if any."""
     if pod is None:
         return None
     for cont in (pod.init, pod.main):
-        if cont and cont.waiting_reason in PERMANENT_WAITING:
-            return cont.waiting_reason, cont.waiting_message or cont.waiting_reason
+        if cont is None or cont.waiting_reason not in STUCK_WAITING:
+            continue
+        reason = cont.waiting_reason
+        message = cont.waiting_message or reason
+        if reason in PERMANENT_WAITING:
+            return _Stuck(reason, message, 0.0)
+        since = _pull_started(pod, cont)
+        waited = (now - since).total_seconds() if since else grace
+        return _Stuck(reason, message, grace - waited)
     return None
 
 
-def _failed(job: JobFacts, pod: PodFacts | None, verdict: Any) -> Verdict:
+def _pull_started(pod: PodFacts, cont: ContainerFacts) -> datetime | None:
+    """When the kubelet could first try to pull this container's image (the API keeps no
+    timestamp of a waiting state): once the pod was scheduled, and for the main container
+    once the init containers were done."""
+    marks = [pod.created, pod.scheduled_at]
+    if cont is pod.main:
+        marks.append(pod.initialized_at)
+    times = [t for t in (parse_time(m) for m in marks) if t is not None]
+    return max(times, default=None)
+
+
+def _disrupted(pod: PodFacts | None) -> tuple[str, str] | None:
+    """Reason and message when the pod was ended from outside: evicted, drained, deleted."""
+    if pod is None:
+        return None
+    if pod.reason in DISRUPTED_REASONS:
+        return pod.reason, pod.message or ""
+    if pod.disruption:
+        return "DisruptionTarget", pod.disruption
+    if pod.deleting:
+        return "PodDeleted", "the pod was deleted before the runner finished"
+    return None
+
+
+def _failed(job: JobFacts, pod: PodFacts | None, stuck: _Stuck | None, verdict: Any) -> Verdict:
     if job.failure_reason == "DeadlineExceeded":
         return verdict(Kind.TRANSIENT, "DeadlineExceeded", job.failure_message or "")
-    if pod is not None and pod.reason == "Evicted":
-        return verdict(Kind.TRANSIENT, "Evicted", pod.message or "")
+    main = pod.main if pod else None
+    code = main.exit_code if main is not None else None
+    if code not in RUNNER_EXIT:
+        disrupted = _disrupted(pod)
+        if disrupted:
+            return verdict(Kind.TRANSIENT, *disrupted)
     if pod is not None and pod.init and pod.init.terminated and pod.init.exit_code != 0:
         return verdict(
             Kind.PERMANENT,
             "RunnerInstallFailed",
             pod.init.terminated_message or f"init container exited {pod.init.exit_code}",
         )
-    main = pod.main if pod else None
     if main is None or not main.terminated:
-        stuck = _stuck(pod)
-        if stuck:
-            return verdict(Kind.PERMANENT, *stuck)
+        if stuck is not None:
+            kind = Kind.PERMANENT if stuck.remaining <= 0 else Kind.TRANSIENT
+            return verdict(kind, stuck.reason, stuck.message)
         # No container result (pod gone, or killed before starting): try again, within limits.
         return verdict(Kind.TRANSIENT, job.failure_reason or "PodLost", job.failure_message or "")
     return _by_exit_code(main.exit_code or 0, main, verdict)
@@ -118,4 +187,25 @@ def _by_exit_code(code: int, main: Any, verdict: Any) -> Verdict:
         return verdict(Kind.PERMANENT, "OOMKilled", "out of memory: raise job.resources")
     if code == SIGTERM_EXIT:
         return verdict(Kind.TRANSIENT, "Terminated", text)
+    if code == SIGKILL_EXIT:
+        return verdict(Kind.TRANSIENT, "Killed", text)
     return verdict(Kind.PERMANENT, f"ExitCode{code}", text)
+
+
+# What the kubelet says when a container's Secret or key is missing.
+_SECRET_NOT_FOUND = re.compile(r'secrets? "(?P<name>[^"]+)" not found')
+_KEY_NOT_FOUND = re.compile(r"couldn't find key (?P<key>\S+) in Secret (?:[^/\s]+/)?(?P<name>\S+)")
+
+
+def config_error_hint(message: str, secret_name: str, secret_key: str) -> str:
+    """What to add to a CreateContainerConfigError's own message, if anything.
+
+    The databaseURL Secret is named only when the message is about that Secret or its key;
+    any other message (another Secret or ConfigMap of job.env, runAsNonRoot...) stands alone.
+    """
+    missing = _SECRET_NOT_FOUND.search(message) or _KEY_NOT_FOUND.search(message)
+    if missing is None:
+        return ""
+    if missing.group("name") == secret_name:
+        return f" (databaseURL.secretKeyRef: Secret {secret_name!r}, key {secret_key!r})"
+    return " (a Secret named in job.env or job.envFrom)"

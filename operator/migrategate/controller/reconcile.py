@@ -18,9 +18,15 @@ import pydantic
 from migrategate.api import constants as c
 from migrategate.api.models import DatabaseMigrationSpec, JobSpec, Phase
 from migrategate.controller import backoff, jobs, naming
-from migrategate.controller.facts import JobFacts, PodFacts
+from migrategate.controller.facts import JobFacts, PodFacts, parse_time
 from migrategate.controller.masking import clean
-from migrategate.controller.outcome import Kind, Verdict, classify
+from migrategate.controller.outcome import (
+    DEFAULT_IMAGE_PULL_GRACE,
+    Kind,
+    Verdict,
+    classify,
+    config_error_hint,
+)
 from migrategate.controller.status import State, conditions
 from migrategate.runner.contract import ResultKey
 
@@ -41,6 +47,8 @@ class Config:
     runner_image_pull_policy: str = "IfNotPresent"
     message_max_chars: int = 1024
     job_defaults: JobSpec | None = None  # merged under each spec.job; not part of the hash
+    # A failing image pull counts as permanent once it has lasted this long.
+    image_pull_grace_seconds: float = DEFAULT_IMAGE_PULL_GRACE
 
 
 @dataclass
@@ -55,12 +63,6 @@ class Plan:
 
 def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def decide(obs: Observed, cfg: Config) -> Plan:
@@ -101,7 +103,8 @@ class _Context:
             plan = self._start_when_free(latest.attempt + 1, note="")
         else:
             pods = [p for p in self.obs.pods if p.job_name == latest.name]
-            plan = self._after(latest, classify(latest, pods))
+            verdict = classify(latest, pods, self.obs.now, self.cfg.image_pull_grace_seconds)
+            plan = self._after(latest, verdict)
         plan.delete += _history(self.obs.jobs, latest, self.spec.history_limit, plan.delete)
         return plan
 
@@ -175,8 +178,16 @@ class _Context:
         limit = self.cfg.message_max_chars
         if verdict.kind is Kind.RUNNING:
             msg = _running(job.name, job.attempt)
+            if verdict.recheck_after is not None:  # an image pull fails, for now
+                due = self.obs.now + timedelta(seconds=verdict.recheck_after)
+                msg += (
+                    f"; {verdict.reason}: {verdict.message}; "
+                    f"the attempt fails at {iso(due)} unless the image can be pulled by then"
+                )
             state = State(Phase.RUNNING, "JobRunning", msg, reconciling=True)
-            return _finish(self.obs, self.cfg, self.previous, fields, state, None)
+            plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
+            plan.requeue_after = verdict.recheck_after
+            return plan
         if verdict.kind is Kind.SUCCEEDED:
             fields["migratedImage"] = self.spec.image
             state = State(Phase.SUCCEEDED, "Succeeded", _success_message(verdict), ready=True)
@@ -192,10 +203,8 @@ class _Context:
     def _stalled(self, fields: dict[str, Any], verdict: Verdict, detail: str) -> Plan:
         if verdict.reason == "CreateContainerConfigError":
             ref = self.spec.database_url.secret_key_ref
-            detail = clean(
-                f"{detail} (databaseURL.secretKeyRef: Secret {ref.name!r}, key {ref.key!r})",
-                self.cfg.message_max_chars,
-            )
+            hint = config_error_hint(verdict.message, ref.name, ref.key)
+            detail = clean(f"{verdict.reason}: {verdict.message}{hint}", self.cfg.message_max_chars)
         state = State(Phase.FAILED, verdict.reason, detail, stalled=True)
         return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
 

@@ -7,8 +7,9 @@ variable's name. Tests override fields here instead of special-casing code.
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -16,6 +17,7 @@ import pydantic
 
 import migrategate
 from migrategate.api.models import JobSpec
+from migrategate.controller.outcome import DEFAULT_IMAGE_PULL_GRACE
 
 DEFAULT_RUNNER_IMAGE = f"ghcr.io/migrategate/migrategate:{migrategate.__version__}"
 
@@ -69,6 +71,16 @@ class Settings:
             "help": "JSON object shaped like spec.job: pod defaults for every migration Job.",
         },
     )
+    image_pull_grace: float = field(
+        default=DEFAULT_IMAGE_PULL_GRACE,
+        metadata={
+            "env": "MIGRATEGATE_IMAGE_PULL_GRACE",
+            "help": "Seconds a migration pod's ErrImagePull/ImagePullBackOff may last before "
+            "the migration fails (a registry hiccup clears by itself); measured from when the "
+            "pod was scheduled (its init containers done, for the main container).",
+            "check": lambda v: None if math.isfinite(v) and v >= 0 else "must be >= 0",
+        },
+    )
     log_level: str = field(
         default="INFO", metadata={"env": "MIGRATEGATE_LOG_LEVEL", "help": "Python log level."}
     )
@@ -76,6 +88,14 @@ class Settings:
         default=1024,
         metadata={"env": "MIGRATEGATE_MESSAGE_MAX_CHARS", "help": "Cap on status.message."},
     )
+
+    def __post_init__(self) -> None:
+        """A field's `check` (value -> problem or None) fails fast, naming the variable."""
+        for f in fields(self):
+            check: Callable[[Any], str | None] | None = f.metadata.get("check")
+            problem = check(getattr(self, f.name)) if check else None
+            if problem:
+                raise ValueError(f"{f.metadata['env']}: {problem}, got {getattr(self, f.name)!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

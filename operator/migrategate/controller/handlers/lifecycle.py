@@ -41,6 +41,7 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
         runner_image_pull_policy=ours.runner_image_pull_policy,
         message_max_chars=ours.message_max_chars,
         job_defaults=job_defaults(ours),
+        image_pull_grace_seconds=ours.image_pull_grace,
     )
     memo.kube = kube
     memo.reconciler = Reconciler(kube, config)

@@ -1,5 +1,6 @@
 """Pods of migration Jobs: a pod that cannot start (missing Secret, bad image) never fails
-its Job, so the operator watches for it and stalls the migration."""
+its Job, so the operator watches for it and stalls the migration (a failing pull only after
+the image pull grace period)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ import kopf
 
 from migrategate.api import constants as c
 from migrategate.controller.facts import pod_facts
-from migrategate.controller.outcome import PERMANENT_WAITING
+from migrategate.controller.outcome import STUCK_WAITING
 
 
 def cannot_start(body: kopf.Body, **_: Any) -> bool:
     pod = pod_facts(body)
-    return any(
-        x is not None and x.waiting_reason in PERMANENT_WAITING for x in (pod.init, pod.main)
-    )
+    return any(x is not None and x.waiting_reason in STUCK_WAITING for x in (pod.init, pod.main))
 
 
 async def on_pod_event(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
