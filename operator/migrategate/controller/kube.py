@@ -1,7 +1,8 @@
 """Every Kubernetes API call the operator makes, async (kubernetes_asyncio).
 
 Objects go in and come out as plain dicts in the API's camelCase. Absence and
-conflict are tolerated only where a caller asks for it. There is deliberately
+conflict are tolerated only where a caller asks for it; every other error status
+(403, 5xx, ...) and every connection error propagates. There is deliberately
 no call that touches Secrets.
 """
 
@@ -12,6 +13,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,21 +74,28 @@ class Kube:
         )
 
     async def list_jobs(self, namespace: str, migration: str) -> list[dict[str, Any]]:
-        resp: Any = await self.batch.list_namespaced_job(
-            namespace, label_selector=_selector(migration), _preload_content=False
+        return _items(
+            await _raw(
+                self.batch.list_namespaced_job(
+                    namespace, label_selector=_selector(migration), _preload_content=False
+                )
+            )
         )
-        return list(json.loads(await resp.read()).get("items") or [])
 
     async def list_pods(self, namespace: str, migration: str) -> list[dict[str, Any]]:
-        resp: Any = await self.core.list_namespaced_pod(
-            namespace, label_selector=_selector(migration), _preload_content=False
+        return _items(
+            await _raw(
+                self.core.list_namespaced_pod(
+                    namespace, label_selector=_selector(migration), _preload_content=False
+                )
+            )
         )
-        return list(json.loads(await resp.read()).get("items") or [])
 
     async def create_job(self, namespace: str, job: dict[str, Any]) -> bool:
         """Create the Job; False when one of that name exists already (it is adopted)."""
         try:
-            await self.batch.create_namespaced_job(namespace, job, _preload_content=False)  # type: ignore[arg-type]
+            # The created Job is not needed: skip deserialising it.
+            await _raw(self.batch.create_namespaced_job(namespace, job, _preload_content=False))  # type: ignore[arg-type]
         except ApiException as e:
             if e.status == 409:
                 return False
@@ -109,19 +118,21 @@ class Kube:
         gone is a no-op. False when the pod itself is gone.
         """
         body = {"spec": {"schedulingGates": [{"name": gate, "$patch": "delete"}]}}
-        # The returned pod is not needed: skip deserialising it (the client then checks no status).
-        resp: Any = await self.core.patch_namespaced_pod(
-            name,
-            namespace,
-            body,
-            _content_type=STRATEGIC_MERGE_PATCH,  # type: ignore[call-arg]  # via **kwargs
-            _preload_content=False,
-        )
-        text = (await resp.read()).decode(errors="replace")
-        if resp.status == 404:
-            return False
-        if resp.status >= 300:
-            raise ApiException(status=resp.status, reason=f"{resp.reason}: {text[:500]}")
+        try:
+            # The returned pod is not needed: skip deserialising it.
+            await _raw(
+                self.core.patch_namespaced_pod(
+                    name,
+                    namespace,
+                    body,
+                    _content_type=STRATEGIC_MERGE_PATCH,  # type: ignore[call-arg]  # via **kwargs
+                    _preload_content=False,
+                )
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
         return True
 
     async def post_event(
@@ -158,7 +169,35 @@ class Kube:
         try:
             await self.core.create_namespaced_event(namespace, event)
         except ApiException as e:  # an Event is best effort; never fail a reconcile over it
-            log.warning("could not post event %s: %s", reason, e.reason)
+            log.warning("could not post event %s: %s %s", reason, e.status, e.reason)
+
+
+async def _raw(call: Awaitable[Any]) -> bytes:
+    """The body of a call made with `_preload_content=False`; an error status raises ApiException.
+
+    Such a call skips deserialisation, and in kubernetes_asyncio up to at least 36.1 also the
+    status check: it hands back the aiohttp response whatever its status. Later versions
+    raise ApiException themselves (tomplus/kubernetes_asyncio#402). Checking here gives
+    every version the same behaviour: a 403 or a 500 never reads as an empty list.
+    """
+    resp = await call
+    try:
+        data: bytes = await resp.read()
+    finally:
+        resp.release()
+    if not 200 <= resp.status <= 299:
+        error = ApiException(status=resp.status, reason=resp.reason)
+        error.body, error.headers = data, resp.headers  # as the client sets them
+        raise error
+    return data
+
+
+def _items(data: bytes) -> list[dict[str, Any]]:
+    """The items of a list response (a JobList, a PodList); anything else raises."""
+    body = json.loads(data)
+    if not isinstance(body, dict) or not str(body.get("kind", "")).endswith("List"):
+        raise ApiException(status=0, reason=f"not a list response: {data[:200]!r}")
+    return list(body.get("items") or [])
 
 
 def _selector(migration: str) -> str:
