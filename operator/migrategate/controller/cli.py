@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +85,11 @@ def _operator(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_options(ours: settings_mod.Settings) -> dict[str, Any]:
-    """kopf.run's scope, peering and liveness arguments for these settings."""
+def run_options(ours: settings_mod.Settings, started: float | None = None) -> dict[str, Any]:
+    """kopf.run's scope, peering and liveness arguments for these settings.
+
+    `started`: this process's start (epoch seconds), which orders the peering replicas.
+    """
     liveness = f"http://0.0.0.0:{ours.liveness_port}/healthz" if ours.liveness_port else None
     return {
         "namespaces": list(ours.namespaces),
@@ -92,5 +97,26 @@ def run_options(ours: settings_mod.Settings) -> dict[str, Any]:
         # A single replica runs standalone; peering only when several replicas share the work.
         "standalone": not ours.peering,
         "peering_name": ours.peering or None,
+        "priority": peering_priority(ours, time.time() if started is None else started),
         "liveness_endpoint": liveness,
     }
+
+
+def peering_priority(
+    ours: settings_mod.Settings, started: float, tiebreak: int | None = None
+) -> int:
+    """This replica's kopf peering priority: the older the process, the higher.
+
+    kopf pauses a replica that sees a live peer of higher priority, and every replica
+    that sees one of equal priority (so, with kopf's default of 0 for all, every one).
+    Ordering by start time lets exactly one serve, and a replica that starts later
+    (a rollout, a scale-up) waits instead of taking over from one that is working.
+    Milliseconds since the epoch, times 1000 plus a random tiebreak for two replicas
+    started in the same millisecond; negative, so a fixed priority of 0 or more (an
+    operator started by hand with MIGRATEGATE_PEERING_PRIORITY) beats them all.
+    """
+    if ours.peering_priority:
+        return int(ours.peering_priority)
+    if tiebreak is None:
+        tiebreak = random.randrange(1000)
+    return -(int(started * 1000) * 1000 + tiebreak)

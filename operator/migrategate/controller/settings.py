@@ -45,8 +45,29 @@ class Settings:
         default="",
         metadata={
             "env": "MIGRATEGATE_PEERING",
-            "help": "kopf peering name; set it when running more than one replica. "
-            "Empty runs standalone.",
+            "help": "kopf peering name; set it when running more than one replica: exactly "
+            "one serves, the others wait. Empty runs standalone.",
+        },
+    )
+    peering_lifetime: int = field(
+        default=15,
+        metadata={
+            "env": "MIGRATEGATE_PEERING_LIFETIME",
+            "help": "Seconds a replica's peering keep-alive stays valid; it is renewed every "
+            "lifetime - 5..10 s. A replica that dies without saying so (SIGKILL, lost node) "
+            "is taken over after at most this long. At least 10.",
+            "check": lambda v: None if v >= 10 else "must be at least 10 (seconds)",
+        },
+    )
+    peering_priority: str = field(
+        default="",
+        metadata={
+            "env": "MIGRATEGATE_PEERING_PRIORITY",
+            "help": "kopf peering priority. Empty: derived from the start time, so the oldest "
+            "live replica serves and a new one never preempts it (all auto priorities are "
+            "negative). An integer: fixed; give it to one operator only, e.g. 1 to take "
+            "over from the deployed replicas for debugging (equal priorities pause both).",
+            "check": lambda v: None if v == "" or _is_int(v) else "must be empty or an integer",
         },
     )
     liveness_port: int = field(
@@ -118,6 +139,14 @@ def job_defaults(settings: Settings) -> JobSpec | None:
         return JobSpec.model_validate(json.loads(settings.job_defaults))
     except (ValueError, pydantic.ValidationError) as e:
         raise ValueError(f"MIGRATEGATE_JOB_DEFAULTS: not a valid spec.job object: {e}") from e
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse(name: str, var: str, kind: Any, raw: str) -> Any:

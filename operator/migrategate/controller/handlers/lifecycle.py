@@ -27,6 +27,9 @@ def tune(kopf_settings: kopf.OperatorSettings, ours: Settings) -> None:
     kopf_settings.batching.batch_window = ours.batch_window
     # The operator posts its own Events on transitions; kopf's per-handler ones are noise.
     kopf_settings.posting.level = logging.WARNING
+    # With peering, a replica's keep-alive record expires this long after its last renewal (every
+    # lifetime - 5..10 s), so a replica that died without removing it is taken over that soon.
+    kopf_settings.peering.lifetime = ours.peering_lifetime
     # Reconnect watches now and then, so a silently dead connection cannot stall the operator.
     kopf_settings.watching.server_timeout = 300
     kopf_settings.watching.client_timeout = 330
