@@ -1,8 +1,10 @@
-"""Fixtures for tests against the local control plane; see tests/cluster/README.md.
+"""Fixtures for tests against the local cluster; see tests/cluster/README.md.
 
-Session scope: ``control_plane`` (etcd + kube-apiserver + kube-controller-manager)
-and ``pod_runner``. Test scope: ``namespace``, ``images``, ``kubectl``.
-Every test in this folder is marked ``cluster``.
+Session scope: ``control_plane`` (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and a real node: containerd + runc, kubelet, kube-proxy),
+``node_images`` (real images, built and imported once), ``pg`` (PostgreSQL on the
+pod bridge's gateway). Test scope: ``namespace``, ``kubectl``.
+Every test that uses the control plane is marked ``cluster``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,8 @@ from typing import Any
 import migrationkit
 import pgserver
 import pytest
-from kubeharness import binaries, controlplane
+from kubeharness import binaries, controlplane, imagebuild
 from kubeharness.controlplane import ControlPlane
-from kubeharness.images import ImageTable
-from kubeharness.podrunner import PodRunner
 from kubeharness.wait import eventually
 
 HERE = Path(__file__).parent
@@ -57,6 +57,8 @@ def _in_ci() -> bool:
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """A running control plane; its kubeconfig and ``env`` serve kubectl, helm and clients."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{SKIP_PREFIX}: the real node (containerd, kubelet) needs root")
     missing = binaries.missing()
     if missing:
         reason = (
@@ -78,32 +80,41 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-@pytest.fixture(scope="session")
-def image_table() -> ImageTable:
-    return ImageTable()
+class NodeImages:
+    """Images on the node: built from our Dockerfile and samples (cached by content)
+    and imported into the node's containerd once per session; each method returns
+    the name a pod spec uses (with ``imagePullPolicy: IfNotPresent``)."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+        self.loaded: dict[Path, str] = {}
+
+    def load(self, built: imagebuild.BuiltImage, name: str | None = None) -> str:
+        name = name or built.name
+        if self.loaded.get(built.archive) != name:
+            socket = str(self.cp.node_paths.containerd_socket)
+            imagebuild.import_into_containerd(built.archive, name, self.cp.bin_dir / "ctr", socket)
+            self.loaded[built.archive] = name
+        return name
+
+    def busybox(self) -> str:
+        """As ``busybox`` (what kubeharness.manifests uses), never pulled."""
+        return self.load(imagebuild.busybox(), "busybox")
+
+    def runner(self) -> str:
+        """The migrategate image (operator and runner payload), from image/Dockerfile."""
+        return self.load(imagebuild.runner_image())
+
+    def app(self, style: str, version: str, flavour: str = "root") -> str:
+        """A sample application image whose WORKDIR holds ``style``'s project at ``version``."""
+        return self.load(imagebuild.app_image(style, version, flavour))
 
 
 @pytest.fixture(scope="session")
-def pod_runner(control_plane: ControlPlane, image_table: ImageTable) -> Iterator[PodRunner]:
-    """The kubelet stand-in: a Ready node; binds and runs pods as local processes."""
-    runner = PodRunner(control_plane, image_table, control_plane.workdir)
-    runner.start()
-    try:
-        yield runner
-    finally:
-        runner.stop()
-        # A rejected status write or a crashed task is a harness bug: make it visible.
-        errors = [line for line in runner.runner_log().splitlines() if " ERROR " in line]
-        if errors:
-            warnings.warn("pod runner logged errors:\n" + "\n".join(errors[:20]), stacklevel=1)
-
-
-@pytest.fixture
-def images(image_table: ImageTable) -> Iterator[ImageTable]:
-    """The image table, for this test only: entries added here are removed afterwards."""
-    saved = image_table.snapshot()
-    yield image_table
-    image_table.restore(saved)
+def node_images(control_plane: ControlPlane) -> NodeImages:
+    images = NodeImages(control_plane)
+    images.busybox()
+    return images
 
 
 @pytest.fixture
@@ -112,14 +123,19 @@ def kubectl(control_plane: ControlPlane) -> Callable[..., str]:
     return control_plane.kubectl
 
 
+RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
+
+
 @pytest.fixture
 def namespace(
-    control_plane: ControlPlane, pod_runner: PodRunner, request: pytest.FixtureRequest
+    control_plane: ControlPlane, node_images: NodeImages, request: pytest.FixtureRequest
 ) -> Iterator[str]:
-    """A fresh namespace (named after the test) whose default ServiceAccount exists."""
+    """A fresh namespace (named after the test) under the restricted Pod Security profile,
+    whose default ServiceAccount exists."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40]
     name = f"{base}-{uuid.uuid4().hex[:6]}".strip("-")
     control_plane.kubectl("create", "namespace", name)
+    control_plane.kubectl("label", "namespace", name, RESTRICTED)
 
     def ready() -> None:
         out = control_plane.kubectl("get", "serviceaccount,configmap", "-n", name, "-o", "name")
@@ -136,9 +152,15 @@ def get_json(cp: ControlPlane, *args: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pgserver.PgServer]:
-    """One throwaway PostgreSQL server for the session; each test creates its own database."""
-    with pgserver.running_server(tmp_path_factory.mktemp("pg")) as server:
+def pg(
+    tmp_path_factory: pytest.TempPathFactory, control_plane: ControlPlane
+) -> Iterator[pgserver.PgServer]:
+    """One throwaway PostgreSQL server for the session, listening on the pod bridge's
+    gateway so pods reach it; each test creates its own database."""
+    net = control_plane.net
+    with pgserver.running_server(
+        tmp_path_factory.mktemp("pg"), host=net.gateway, clients=str(net.subnet)
+    ) as server:
         yield server
 
 

@@ -11,33 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from kubeharness.wait import eventually
-
-RUNNER_IMAGE = "migrategate-runner:test"
-SYSTEM_PYTHON = "/usr/bin/python3.11"  # same minor version as the shared virtualenv
-SITE_PACKAGES = sysconfig.get_paths()["purelib"]  # the virtualenv's, when run from it
-
-
-def nonroot_python_env(shim_dir: Path) -> dict[str, str]:
-    """Image env whose `python` works for a non-root uid.
-
-    The virtualenv's python is a symlink into /root/.pyenv, which only root can
-    traverse; the Job's restricted securityContext runs containers as non-root.
-    So `python` is the system Python 3.11 with the virtualenv's site-packages on
-    PYTHONPATH (no .pth processing there, so the editable install of migrategate
-    does not shadow the injected payload).
-    """
-    shim_dir.mkdir(parents=True, exist_ok=True)
-    shim = shim_dir / "python"
-    if not shim.exists():
-        shim.symlink_to(SYSTEM_PYTHON)
-    path = f"{shim_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    return {"PATH": path, "PYTHONPATH": SITE_PACKAGES}
 
 
 def free_port() -> int:
@@ -54,7 +32,7 @@ class Operator:
         env: Mapping[str, str],
         namespace: str,
         log_path: Path,
-        runner_image: str = RUNNER_IMAGE,
+        runner_image: str,
         extra_env: Mapping[str, str] | None = None,
     ) -> None:
         self.env = {**env, **(extra_env or {})}

@@ -1,7 +1,8 @@
-"""The operator end to end: real API server, Job controller, pod runner, runner and PostgreSQL.
+"""The operator end to end: real API server, Job controller, scheduler, kubelet and
+containerd, the runner in real images, and PostgreSQL.
 
-Each test gets a namespace and an operator process scoped to it. Images are
-sample Alembic projects (tests/samples) mapped by the pod runner's image table.
+Each test gets a namespace and an operator process scoped to it. Application images
+are sample Alembic projects (tests/samples) built into real images (kubeharness.imagebuild).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import migrationkit
 import operatorproc
 import pgserver
 import pytest
@@ -27,22 +27,14 @@ SEEDS = sorted(samples.STYLES)
 
 
 @pytest.fixture
-def runner_image(images, runner_payload: Path) -> str:
-    images[operatorproc.RUNNER_IMAGE] = migrationkit.runner_image(runner_payload)
-    return operatorproc.RUNNER_IMAGE
+def runner_image(node_images) -> str:
+    return node_images.runner()
 
 
 @pytest.fixture
-def app_image(images, tmp_path: Path) -> Callable[[str, str], str]:
-    """app_image(style, version) -> an image name whose /app is that sample project."""
-
-    def make(style: str, version: str) -> str:
-        name = f"{style.replace('_', '-')}:{version}"
-        dest = tmp_path / "images" / name.replace(":", "-")
-        images[name] = migrationkit.app_image(style, version, dest)
-        return name
-
-    return make
+def app_image(node_images) -> Callable[..., str]:
+    """app_image(style, version, flavour="root") -> the name of that sample project's image."""
+    return node_images.app
 
 
 @pytest.fixture
@@ -60,7 +52,8 @@ def crd(control_plane) -> None:
 
 @pytest.fixture
 def operator(control_plane, namespace, crd, runner_image, tmp_path) -> Iterator[Any]:
-    with operatorproc.running(control_plane.env, namespace, tmp_path / "operator.log") as op:
+    log = tmp_path / "operator.log"
+    with operatorproc.running(control_plane.env, namespace, log, runner_image=runner_image) as op:
         yield op
 
 
@@ -255,14 +248,28 @@ def test_missing_secret_stalls_naming_it(cluster, operator, app_image, pg):
     assert db_heads(pg, db) == [samples.head_of("v1")]
 
 
-def test_image_that_cannot_be_pulled_stalls(cluster, operator, pg):
+def test_image_that_cannot_be_pulled_stalls_after_the_grace(
+    cluster, control_plane, namespace, crd, runner_image, pg, tmp_path
+):
     db = pg.create_database()
     cluster.secret("db", pg.url(db))
-    cluster.migration("shop", "registry.invalid/no-such-app:1", "db")
-    st = cluster.wait_condition("shop", "Stalled", timeout=60)
-    assert st["phase"] == "Failed"
-    assert "ErrImagePull" in st["message"] or "ImagePullBackOff" in st["message"]
-    eventually(lambda: _assert_no_active_jobs(cluster, "shop"), timeout=30)
+    grace = {"MIGRATEGATE_IMAGE_PULL_GRACE": "30"}
+    log = tmp_path / "operator.log"
+    env = control_plane.env
+    with operatorproc.running(env, namespace, log, runner_image=runner_image, extra_env=grace):
+        # A registry on loopback that is not there: the pull fails without leaving the machine.
+        cluster.migration("shop", "127.0.0.1:9/no-such-app:1", "db")
+
+        def pulling() -> dict[str, Any]:
+            st = cluster.status("shop")
+            assert st.get("phase") == "Running" and "ErrImagePull" in st.get("message", ""), st
+            return st
+
+        eventually(pulling, timeout=60)  # a pull error is not final at first sight
+        st = cluster.wait_condition("shop", "Stalled", timeout=60)
+        assert st["phase"] == "Failed"
+        assert "ErrImagePull" in st["message"] or "ImagePullBackOff" in st["message"]
+        eventually(lambda: _assert_no_active_jobs(cluster, "shop"), timeout=30)
 
 
 def _assert_no_active_jobs(cluster: Cluster, name: str) -> None:
@@ -279,14 +286,14 @@ def test_operator_killed_while_job_runs_adopts_it(
     with pg.admin_connection(db) as blocker:
         blocker.execute("SELECT pg_advisory_lock(%s)", (samples.SLOW_LOCK_KEY,))
         log = tmp_path / "operator.log"
-        op = operatorproc.Operator(control_plane.env, namespace, log)
+        op = operatorproc.Operator(control_plane.env, namespace, log, runner_image)
         op.start()
         try:
             cluster.migration("shop", app_image(style, "v2"), "db")
             eventually(lambda: _assert_phase(cluster, "shop", "Running", 1), timeout=60)
             eventually(lambda: _assert_pod_running(cluster), timeout=60)
             op.kill()
-            op = operatorproc.Operator(control_plane.env, namespace, log)
+            op = operatorproc.Operator(control_plane.env, namespace, log, runner_image)
             op.start()
         finally:
             blocker.execute("SELECT pg_advisory_unlock(%s)", (samples.SLOW_LOCK_KEY,))
@@ -370,7 +377,8 @@ def test_operator_without_secret_permissions_completes(
     db = pg.create_database()
     cluster.secret("db", pg.url(db))
     env = {**cp.env, "KUBECONFIG": str(operator_identity)}
-    with operatorproc.running(env, namespace, tmp_path / "operator.log") as op:
+    log = tmp_path / "operator.log"
+    with operatorproc.running(env, namespace, log, runner_image=runner_image) as op:
         cluster.migration("shop", app_image("seed003_settings_sync_property", "v1"), "db")
         st = cluster.wait_ready("shop")
         assert st["currentRevision"] == [samples.head_of("v1")]

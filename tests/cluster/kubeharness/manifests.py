@@ -1,13 +1,41 @@
-"""Small builders of pod/Job/Deployment manifests for the harness tests."""
+"""Small builders of pod/Job/Deployment manifests for the harness tests.
+
+Every pod passes the restricted Pod Security profile that test namespaces
+enforce, and its images are the ones imported into the node (never pulled).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+RESTRICTED_POD = {
+    "runAsNonRoot": True,
+    "runAsUser": 65534,
+    "runAsGroup": 65534,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+
 
 def container(name: str, script: str, image: str = "busybox", **extra: Any) -> dict[str, Any]:
     """A container running ``sh -c script``."""
-    return {"name": name, "image": image, "command": ["sh", "-c", script], **extra}
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", script],
+        "securityContext": RESTRICTED_CONTAINER,
+        **extra,
+    }
+
+
+def pod_spec(*containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {
+        "restartPolicy": "Never",
+        "securityContext": RESTRICTED_POD,
+        "containers": list(containers),
+        **spec,
+    }
 
 
 def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
@@ -15,7 +43,7 @@ def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name},
-        "spec": {"restartPolicy": "Never", "containers": list(containers), **spec},
+        "spec": pod_spec(*containers, **spec),
     }
 
 
@@ -28,9 +56,7 @@ def job(
         "metadata": {"name": name},
         "spec": {
             "backoffLimit": backoff_limit,
-            "template": {
-                "spec": {"restartPolicy": "Never", "containers": list(containers), **spec}
-            },
+            "template": {"spec": pod_spec(*containers, **spec)},
         },
     }
 
@@ -44,6 +70,9 @@ def deployment(name: str, replicas: int, *containers: dict[str, Any]) -> dict[st
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": list(containers)}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": pod_spec(*containers, restartPolicy="Always"),
+            },
         },
     }

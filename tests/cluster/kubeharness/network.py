@@ -53,6 +53,7 @@ def create(bridge: str, service_cidr: str) -> PodNetwork:
     used = _used_networks()
     subnet = next(s for s in POD_SUBNETS if not any(s.overlaps(u) for u in used))
     net = PodNetwork(bridge=bridge, subnet=subnet, service_cidr=service_cidr)
+    _ip("link", "set", "lo", "up")  # down in a fresh network namespace (the teardown test's)
     _ip("link", "add", bridge, "type", "bridge")
     try:
         _ip("addr", "add", f"{net.gateway}/{subnet.prefixlen}", "dev", bridge)
