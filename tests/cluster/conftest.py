@@ -16,7 +16,6 @@ import shutil
 import signal
 import tempfile
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
