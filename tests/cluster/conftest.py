@@ -23,7 +23,7 @@ from typing import Any
 import migrationkit
 import pgserver
 import pytest
-from kubeharness import binaries, controlplane, imagebuild
+from kubeharness import binaries, controlplane, imagebuild, manifests
 from kubeharness.controlplane import ControlPlane
 from kubeharness.wait import eventually
 
@@ -122,9 +122,6 @@ def kubectl(control_plane: ControlPlane) -> Callable[..., str]:
     return control_plane.kubectl
 
 
-RESTRICTED = "pod-security.kubernetes.io/enforce=restricted"
-
-
 @pytest.fixture
 def namespace(
     control_plane: ControlPlane, node_images: NodeImages, request: pytest.FixtureRequest
@@ -134,7 +131,7 @@ def namespace(
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40]
     name = f"{base}-{uuid.uuid4().hex[:6]}".strip("-")
     control_plane.kubectl("create", "namespace", name)
-    control_plane.kubectl("label", "namespace", name, RESTRICTED)
+    control_plane.kubectl("label", "namespace", name, manifests.RESTRICTED_LABEL)
 
     def ready() -> None:
         out = control_plane.kubectl("get", "serviceaccount,configmap", "-n", name, "-o", "name")

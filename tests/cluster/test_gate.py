@@ -11,6 +11,7 @@ polled instants.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,13 +29,12 @@ import pgserver
 import pytest
 import samples
 import yaml
-from kubeharness.images import DEFAULT_PATH
+from kubeharness import manifests as m
 from kubeharness.wait import eventually
 from migrategate.api import constants as c
 from migrationkit import REPO
 
 CHART = REPO / "charts" / "examples" / "app"
-REPOSITORY = "gate-app"  # the app image is gate-app:<sample version>
 STYLE = "seed004_ini_url"
 VERSIONS = ("v1", "v2", "v2-broken", "v3")
 OTHER_GATE = "example.com/other"
@@ -44,25 +44,17 @@ OTHER_GATE = "example.com/other"
 
 
 @pytest.fixture(scope="module")
-def gate_images(image_table, runner_payload: Path, tmp_path_factory) -> Iterator[dict]:
-    """The runner payload image and gate-app:<version> for each sample version (their dirs)."""
-    base = tmp_path_factory.mktemp("gate-images")
-    saved = image_table.snapshot()
-    image_table[operatorproc.RUNNER_IMAGE] = migrationkit.runner_image(runner_payload)
-    dirs = {}
-    for version in VERSIONS:
-        image = image_table[f"{REPOSITORY}:{version}"] = migrationkit.app_image(
-            STYLE, version, base / version
-        )
-        dirs[version] = Path(image.mounts["/app"])
-    yield dirs
-    image_table.restore(saved)
+def gate_images(node_images) -> dict[str, str]:
+    """The migrategate image ("runner") and the sample app's image for each version."""
+    images = {version: node_images.app(STYLE, version) for version in VERSIONS}
+    return {"runner": node_images.runner(), **images}
 
 
 @pytest.fixture(scope="module")
-def gate_ns(control_plane, pod_runner) -> Iterator[str]:
+def gate_ns(control_plane) -> Iterator[str]:
     name = f"gate-{uuid.uuid4().hex[:6]}"
     control_plane.kubectl("create", "namespace", name)
+    control_plane.kubectl("label", "namespace", name, m.RESTRICTED_LABEL)
     eventually(
         lambda: _assert_in(
             "serviceaccount/default", control_plane.kubectl("get", "sa", "-n", name, "-o", "name")
@@ -123,7 +115,7 @@ def operator(
     eventually(lambda: _crd_served(control_plane), timeout=30)
     log = tmp_path_factory.mktemp("gate-operator") / "operator.log"
     env = {**control_plane.env, "KUBECONFIG": str(operator_kubeconfig)}
-    with operatorproc.running(env, gate_ns, log) as op:
+    with operatorproc.running(env, gate_ns, log, runner_image=gate_images["runner"]) as op:
         yield op
     assert "forbidden" not in op.log().lower()
 
@@ -152,7 +144,7 @@ class Ctx:
     operator: Any
     pg: pgserver.PgServer
     tmp: Path
-    app_dirs: dict[str, Path]  # sample version -> the host directory of gate-app:<version>
+    images: dict[str, str]  # sample version (and "runner") -> image name
 
     def kubectl(self, *args: str, **kw: Any) -> str:
         return str(self.cp.kubectl(*args, "-n", self.ns, **kw))
@@ -197,11 +189,12 @@ class App:
         return f"{self.release}-app"
 
     def image(self, version: str) -> str:
-        return f"{REPOSITORY}:{version}"
+        return self.ctx.images[version]
 
     def render(self, version: str) -> str:
+        repository, tag = self.image(version).rsplit(":", 1)
         values = {
-            "image": {"repository": REPOSITORY, "tag": version},
+            "image": {"repository": repository, "tag": tag},
             "replicas": self.replicas,
             "command": ["sleep", "infinity"],
             "databaseURL": {"secretName": f"{self.release}-db", "secretKey": "url"},
@@ -512,14 +505,22 @@ def _assert_job_complete(ctx: Ctx, app: App) -> None:
 
 
 def test_missing_migration_warns_then_a_new_one_releases_keeping_other_gates(ctx):
-    image = f"{REPOSITORY}:v1"
+    image = ctx.images["v1"]
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "orphan", "annotations": {c.ANNOTATION_MIGRATION: "late"}},
         "spec": {
             "schedulingGates": [{"name": c.SCHEDULING_GATE}, {"name": OTHER_GATE}],
-            "containers": [{"name": "app", "image": image, "command": ["sleep", "infinity"]}],
+            "securityContext": m.RESTRICTED_POD,
+            "containers": [
+                {
+                    "name": "app",
+                    "image": image,
+                    "command": ["sleep", "infinity"],
+                    "securityContext": m.RESTRICTED_CONTAINER,
+                }
+            ],
         },
     }
     ctx.kubectl("apply", "-f", "-", input=json.dumps(pod))
@@ -566,7 +567,7 @@ def test_init_container_mode_waits_for_the_schema_without_the_operator(ctx):
     """gate.mode=initContainer, no DatabaseMigration: `migrategate wait` holds each pod in its
     init container until something else migrates the database."""
     values = {
-        "gate": {"mode": "initContainer", "runnerImage": operatorproc.RUNNER_IMAGE},
+        "gate": {"mode": "initContainer", "runnerImage": ctx.images["runner"]},
         "migration": {"enabled": False},
     }
     app = ctx.app("init", replicas=2, values=values)
@@ -593,8 +594,9 @@ def test_init_container_mode_waits_for_the_schema_without_the_operator(ctx):
         time.sleep(0.5)
     # Migrate from outside the cluster (a CI step, say): the pods start.
     migrate = [sys.executable, "-m", "migrategate.runner", "migrate", "--config", "alembic.ini"]
-    env = {"PATH": DEFAULT_PATH, "DATABASE_URL": ctx.pg.url(app.db)}
-    done = subprocess.run(migrate, cwd=ctx.app_dirs["v1"], env=env, capture_output=True, text=True)
+    project = samples.materialize(STYLE, "v1", ctx.tmp / "project")
+    env = {**os.environ, "DATABASE_URL": ctx.pg.url(app.db)}
+    done = subprocess.run(migrate, cwd=project, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     app.wait_rolled_out("v1", timeout=60)
     assert app.db_heads() == [samples.head_of("v1")]

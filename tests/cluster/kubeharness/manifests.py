@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# Test namespaces carry it: the API server refuses any pod outside the restricted profile.
+RESTRICTED_LABEL = "pod-security.kubernetes.io/enforce=restricted"
 RESTRICTED_POD = {
     "runAsNonRoot": True,
     "runAsUser": 65534,
