@@ -122,3 +122,18 @@ def test_the_lifetime_reaches_kopf_and_bad_values_fail_fast():
     with pytest.raises(ValueError, match="MIGRATEGATE_PEERING_PRIORITY"):
         Settings.from_env({"MIGRATEGATE_PEERING_PRIORITY": "high"})
     assert Settings.from_env({"MIGRATEGATE_PEERING_PRIORITY": "-3"}).peering_priority == "-3"
+
+
+def test_identity_needs_no_passwd_entry(monkeypatch) -> None:
+    """The image runs as a numeric user with no passwd entry; kopf's default identity
+    (getpass.getuser) raised KeyError there and the operator pod crash-looped."""
+    import pwd
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(var, raising=False)
+    identity = run_options(Settings(peering="migrategate"))["identity"]
+    assert identity and "/" in identity

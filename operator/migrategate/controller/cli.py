@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
+import socket
 import sys
 import time
 from pathlib import Path
@@ -99,7 +101,17 @@ def run_options(ours: settings_mod.Settings, started: float | None = None) -> di
         "peering_name": ours.peering or None,
         "priority": peering_priority(ours, time.time() if started is None else started),
         "liveness_endpoint": liveness,
+        "identity": peering_identity(),
     }
+
+
+def peering_identity() -> str:
+    """This replica's name in the peering object: the pod's (host) name and the pid.
+
+    kopf's default asks the password database for the user's name, which fails for a
+    numeric USER without a passwd entry (65532 in our image): the pod crashed at start.
+    """
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 def peering_priority(
