@@ -55,7 +55,7 @@ test-unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 demo: setup cluster-binaries
-	$(PY) tests/cluster/demo.py $(DEMO_ARGS)
+	PYTHONPATH=tests $(PY) tests/cluster/demo.py $(DEMO_ARGS)
 
 # The CRD under crds/ and the Helm chart's copy, both generated from the pydantic models.
 crd: setup

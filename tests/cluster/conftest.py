@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import migrationkit
 import pgserver
 import pytest
-from kubeharness import binaries, controlplane, imagebuild, manifests
+from kubeharness import binaries, controlplane, manifests
 from kubeharness.controlplane import ControlPlane
+from kubeharness.images import NodeImages
 from kubeharness.wait import eventually
 
 HERE = Path(__file__).parent
@@ -79,36 +79,6 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-class NodeImages:
-    """Images on the node: built from our Dockerfile and samples (cached by content)
-    and imported into the node's containerd once per session; each method returns
-    the name a pod spec uses (with ``imagePullPolicy: IfNotPresent``)."""
-
-    def __init__(self, cp: ControlPlane) -> None:
-        self.cp = cp
-        self.loaded: dict[Path, str] = {}
-
-    def load(self, built: imagebuild.BuiltImage, name: str | None = None) -> str:
-        name = name or built.name
-        if self.loaded.get(built.archive) != name:
-            socket = str(self.cp.node_paths.containerd_socket)
-            imagebuild.import_into_containerd(built.archive, name, self.cp.bin_dir / "ctr", socket)
-            self.loaded[built.archive] = name
-        return name
-
-    def busybox(self) -> str:
-        """As ``busybox`` (what kubeharness.manifests uses), never pulled."""
-        return self.load(imagebuild.busybox(), "busybox")
-
-    def runner(self) -> str:
-        """The migrategate image (operator and runner payload), from image/Dockerfile."""
-        return self.load(imagebuild.runner_image())
-
-    def app(self, style: str, version: str, flavour: str = "root") -> str:
-        """A sample application image whose WORKDIR holds ``style``'s project at ``version``."""
-        return self.load(imagebuild.app_image(style, version, flavour))
-
-
 @pytest.fixture(scope="session")
 def node_images(control_plane: ControlPlane) -> NodeImages:
     images = NodeImages(control_plane)
@@ -158,9 +128,3 @@ def pg(
         tmp_path_factory.mktemp("pg"), host=net.gateway, clients=str(net.subnet)
     ) as server:
         yield server
-
-
-@pytest.fixture(scope="session")
-def runner_payload(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The runner payload, built by the script the Dockerfile runs."""
-    return migrationkit.build_payload(tmp_path_factory.mktemp("payload") / "payload")

@@ -1,19 +1,20 @@
 """`make demo`: migrategate end to end on this machine, with nothing but Go, Python and PostgreSQL.
 
-It builds (once) and starts a local control plane (etcd, kube-apiserver,
-kube-controller-manager), a throwaway PostgreSQL, the pod runner that stands in
-for a kubelet, and the operator. Then it installs the example app chart at v1
-and upgrades it to v2, showing the DatabaseMigration and the pods as they go:
-the v2 pods wait behind their scheduling gate until v2's schema is migrated.
+It builds (once) and starts a local cluster (etcd, kube-apiserver, controller
+manager, scheduler, and one real node: containerd + runc, kubelet, kube-proxy),
+a throwaway PostgreSQL, and builds the migrategate image and the sample app's
+images with buildah. It installs the operator with its Helm chart, then the
+example app chart at v1, and upgrades it to v2, showing the DatabaseMigration
+and the pods as they go: the v2 pods wait behind their scheduling gate until
+v2's schema is migrated.
 
-    python tests/cluster/demo.py [--keep]
+    make demo    # or: PYTHONPATH=tests python tests/cluster/demo.py [--keep]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import signal
 import subprocess
@@ -23,12 +24,10 @@ import time
 from pathlib import Path
 
 import localstack
-import migrationkit
 import samples
 from kubeharness import binaries
 from kubeharness.controlplane import ControlPlane
-from kubeharness.images import Image
-from kubeharness.podrunner import PodRunner
+from kubeharness.images import NodeImages
 from migrationkit import REPO
 
 NAMESPACE = "demo"
@@ -63,25 +62,22 @@ def say(text: str) -> None:
 
 def ensure_binaries() -> None:
     if binaries.missing():
-        say("Building the local control plane from Go modules (once; 10-25 min on 2 cores)")
+        say("Building the cluster's binaries from Go modules (once; about 10 min on 2 cores)")
         subprocess.run(["bash", str(REPO / "tests/cluster/build.sh")], check=True)
 
 
-def app_images(workdir: Path) -> dict[str, Image]:
-    """The app image at v1 and v2: a sample Alembic project plus the app's own command."""
-    images = {}
-    for version in ("v1", "v2"):
-        image = migrationkit.app_image(STYLE, version, workdir / f"app-{version}")
-        entrypoint = ("python", "-c", APP, version)
-        images[f"demo-app:{version}"] = dataclasses.replace(image, entrypoint=entrypoint)
-    return images
+def app_images(images: NodeImages) -> dict[str, str]:
+    """The app image at v1 and v2: a sample Alembic project plus the app's own serve.py."""
+    return {v: images.app(STYLE, v, files={"serve.py": APP}) for v in ("v1", "v2")}
 
 
-def release(cp: ControlPlane, version: str, secret: str) -> None:
+def release(cp: ControlPlane, version: str, image: str, secret: str) -> None:
     """`helm template` of the example app chart at `version`, applied like `helm upgrade`."""
+    repository, tag = image.rsplit(":", 1)
     values = {
-        "image.repository": "demo-app",
-        "image.tag": version,
+        "image.repository": repository,
+        "image.tag": tag,
+        "command": f"{{python,serve.py,{version}}}",
         "replicas": str(REPLICAS),
         "databaseURL.secretName": secret,
         "migration.name": RELEASE,
@@ -109,7 +105,7 @@ def snapshot(cp: ControlPlane) -> list[str]:
     ]
     pods = json.loads(cp.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"]
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
-        image = pod["spec"]["containers"][0]["image"]
+        image = pod["spec"]["containers"][0]["image"].rsplit("/", 1)[-1]
         gated = "gated " if pod["spec"].get("schedulingGates") else ""
         ready = any(
             c["type"] == "Ready" and c["status"] == "True"
@@ -123,22 +119,25 @@ def snapshot(cp: ControlPlane) -> list[str]:
 
 
 def app_pods(cp: ControlPlane) -> list[str]:
+    """The app's pods, less the old ones on their way out."""
     selector = "app.kubernetes.io/name=app"
-    out = cp.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "name")
-    return [line.removeprefix("pod/") for line in out.split()]
+    out = cp.kubectl("get", "pods", "-n", NAMESPACE, "-l", selector, "-o", "json")
+    pods = [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
+    return [p["metadata"]["name"] for p in pods]
 
 
-def first_log_line(runner: PodRunner, pod: str, timeout: float = 30) -> str:
+def first_log_line(cp: ControlPlane, pod: str, timeout: float = 30) -> str:
     """The app's first line of output (Ready comes when it starts, before it has printed)."""
     deadline = time.monotonic() + timeout
-    while not (log := runner.log(NAMESPACE, pod, "app").strip()) and time.monotonic() < deadline:
+    logs = ("logs", "-n", NAMESPACE, pod, "-c", "app")
+    while not (log := cp.kubectl(*logs, check=False).strip()) and time.monotonic() < deadline:
         time.sleep(0.2)
     return log.splitlines()[0] if log else "(no output yet)"
 
 
-def rolled_out(cp: ControlPlane, version: str) -> bool:
+def rolled_out(cp: ControlPlane, image: str) -> bool:
     dbm = json.loads(cp.kubectl("get", "dbm", RELEASE, "-n", NAMESPACE, "-o", "json"))
-    migrated = (dbm.get("status") or {}).get("migratedImage") == f"demo-app:{version}"
+    migrated = (dbm.get("status") or {}).get("migratedImage") == image
     done = subprocess.run(
         [
             "kubectl",
@@ -155,27 +154,28 @@ def rolled_out(cp: ControlPlane, version: str) -> bool:
     return migrated and done.returncode == 0
 
 
-def follow(cp: ControlPlane, version: str, timeout: float = 300) -> None:
-    """Print the state whenever it changes, until `version` is migrated and rolled out."""
+def follow(cp: ControlPlane, image: str, timeout: float = 300) -> None:
+    """Print the state whenever it changes, until `image` is migrated and rolled out."""
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         lines = snapshot(cp)
         if lines != last:
             print(f"[{time.strftime('%H:%M:%S')}]", *lines, sep="\n", flush=True)
             last = lines
-        if rolled_out(cp, version):
+        if rolled_out(cp, image):
             return
         time.sleep(0.5)
-    raise SystemExit(f"demo: {version} did not roll out within {timeout:.0f}s")
+    raise SystemExit(f"demo: {image} did not roll out within {timeout:.0f}s")
 
 
 def run(keep: bool) -> None:
     ensure_binaries()
     workdir = Path(tempfile.mkdtemp(prefix="migrategate-demo-"))
     started = time.monotonic()
-    with localstack.running(workdir, NAMESPACE, app_images(workdir), say) as stack:
-        cp, runner, pg = stack.cp, stack.runner, stack.pg
-        print(f"  operator log: {stack.operator.log_path}")
+    with localstack.running(workdir, NAMESPACE, say) as stack:
+        cp, pg = stack.cp, stack.pg
+        say("Building the app's v1 and v2 images (cached after the first run)")
+        images = app_images(stack.images)
         database = pg.create_database("shop")
         url = pg.url(database)
         cp.kubectl(
@@ -183,17 +183,18 @@ def run(keep: bool) -> None:
         )
         for version in ("v1", "v2"):
             say(f"helm upgrade --install {RELEASE} charts/examples/app --set image.tag={version}")
-            release(cp, version, SECRET)
-            follow(cp, version)
+            release(cp, version, images[version], SECRET)
+            follow(cp, images[version])
         heads = [row[0] for row in pg.execute("SELECT version_num FROM alembic_version", database)]
         assert heads == [samples.head_of("v2")], heads
         say(f"Done in {time.monotonic() - started:.0f}s: schema at {heads[0]}, v2 pods Ready")
         print(cp.kubectl("get", "dbm,deploy,pods", "-n", NAMESPACE))
         for pod in app_pods(cp):
-            print(f"  {pod}: {first_log_line(runner, pod)}")
+            print(f"  {pod}: {first_log_line(cp, pod)}")
         if keep:
             print(f"Kept running. Try:\n  export KUBECONFIG={cp.kubeconfig}")
             print(f"  export PATH={cp.bin_dir}:$PATH\n  kubectl get dbm -n {NAMESPACE} -o yaml")
+            print(f"  kubectl logs -n {localstack.OPERATOR_NAMESPACE} deploy/rel-migrategate")
             print("Ctrl-C stops everything.")
             with contextlib.suppress(KeyboardInterrupt):
                 while True:

@@ -1,5 +1,6 @@
-"""Everything migrategate needs on this machine, in one context manager: the control plane,
-the pod runner, PostgreSQL, the CRD, a namespace and the operator.
+"""Everything migrategate needs on this machine, in one context manager: the cluster with
+its real node, PostgreSQL on the pod network, the migrategate image, and the operator
+installed by its Helm chart as users install it.
 
 The demo and the benchmarks use it; the tests build the same pieces from fixtures.
 """
@@ -7,61 +8,67 @@ The demo and the benchmarks use it; the tests build the same pieces from fixture
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import migrationkit
-import operatorproc
 import pgserver
-from kubeharness import controlplane
+from kubeharness import controlplane, manifests, node
 from kubeharness.controlplane import ControlPlane
-from kubeharness.images import Image, ImageTable
-from kubeharness.podrunner import PodRunner
+from kubeharness.images import NodeImages
 from kubeharness.wait import eventually
-from migrationkit import REPO
 
-CRD = REPO / "crds" / "databasemigrations.migrategate.io.yaml"
+OPERATOR_NAMESPACE = "migrategate-system"
 
 
 @dataclass
 class Stack:
     cp: ControlPlane
-    runner: PodRunner
     pg: pgserver.PgServer
+    images: NodeImages
     namespace: str
-    operator: operatorproc.Operator
+
+    def operator_log(self) -> str:
+        (pod,) = migrationkit.operator_pods(self.cp, OPERATOR_NAMESPACE)
+        return self.cp.kubectl("logs", "-n", OPERATOR_NAMESPACE, pod["metadata"]["name"])
+
+    def operator_pid(self) -> int:
+        """The operator container's process, as the node's kernel sees it."""
+        pids = [p for p in node.cgroup_pids(node.cgroup_name(self.cp.node_id)) if _is_operator(p)]
+        assert len(pids) == 1, pids
+        return pids[0]
+
+
+def _is_operator(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(a.endswith(b"bin/migrategate") for a in argv) and b"operator" in argv
 
 
 @contextlib.contextmanager
 def running(
-    workdir: Path, namespace: str, apps: Mapping[str, Image], say=lambda text: None
+    workdir: Path, namespace: str, say: Callable[[str], None] = lambda text: None
 ) -> Iterator[Stack]:
-    """Start it all, with the runner image and `apps` in the image table; stop it all on exit."""
-    images = ImageTable()
-    images[operatorproc.RUNNER_IMAGE] = migrationkit.runner_image(
-        migrationkit.build_payload(workdir / "payload")
-    )
-    images.update(apps)
+    """Start it all; stop it all on exit. ``namespace`` is made for the application."""
     with contextlib.ExitStack() as stack:
-        say("Starting etcd, kube-apiserver and kube-controller-manager")
+        say("Starting the cluster: etcd, kube-apiserver, controller manager, scheduler, and a node")
+        print("    (containerd + runc, kubelet, kube-proxy) on a bridge local to this machine")
         cp = stack.enter_context(controlplane.running(workdir / "cluster"))
-        runner = PodRunner(cp, images, cp.workdir)
-        runner.start()
-        stack.callback(runner.stop)
-        say("Starting PostgreSQL")
-        pg = stack.enter_context(pgserver.running_server(workdir / "pg"))
-        cp.kubectl("apply", "-f", str(CRD))
-        cp.kubectl("create", "namespace", namespace)
-        eventually(lambda: _has_default_service_account(cp, namespace), timeout=30)
-        say("Starting the operator")
-        operator = operatorproc.Operator(cp.env, namespace, workdir / "operator.log")
-        operator.start()
-        stack.callback(operator.stop)
-        yield Stack(cp, runner, pg, namespace, operator)
-
-
-def _has_default_service_account(cp: ControlPlane, namespace: str) -> None:
-    accounts = json.loads(cp.kubectl("get", "serviceaccounts", "-n", namespace, "-o", "json"))
-    assert any(a["metadata"]["name"] == "default" for a in accounts["items"])
+        say(f"Starting PostgreSQL on the pod network's gateway, {cp.net.gateway}")
+        net = cp.net
+        pg = stack.enter_context(
+            pgserver.running_server(workdir / "pg", host=net.gateway, clients=str(net.subnet))
+        )
+        say("Building the migrategate image from image/Dockerfile (cached after the first run)")
+        images = NodeImages(cp)
+        runner = images.runner()
+        for name in (OPERATOR_NAMESPACE, namespace):
+            cp.kubectl("create", "namespace", name)
+            cp.kubectl("label", "namespace", name, manifests.RESTRICTED_LABEL)
+            eventually(lambda n=name: cp.kubectl("get", "sa", "default", "-n", n), timeout=30)
+        say(f"helm install rel charts/migrategate -n {OPERATOR_NAMESPACE}")
+        migrationkit.install_operator(cp, OPERATOR_NAMESPACE, runner)
+        yield Stack(cp, pg, images, namespace)

@@ -22,18 +22,9 @@ from kubeharness import manifests as m
 from kubeharness.wait import eventually
 from migrategate.api import crd as crd_module
 from migrategate.runner import contract
-from migrationkit import REPO
+from migrationkit import OPERATOR_CHART, REPO, helm, install_operator, operator_pods
 
-OPERATOR_CHART = REPO / "charts" / "migrategate"
 APP_CHART = REPO / "charts" / "examples" / "app"
-
-
-def helm(control_plane, *args: str, check: bool = True) -> str:
-    done = subprocess.run(
-        ["helm", *args], env=control_plane.env, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0 or not check, done.stderr
-    return done.stdout
 
 
 def render(
@@ -163,37 +154,6 @@ def test_example_app_gates_its_pods_or_waits_with_the_runner(control_plane) -> N
 
 
 # ----------------------------------------------------------------------------- installed
-
-
-def install_operator(cp, namespace: str, image: str, *values: str) -> None:
-    """`helm install rel` of the operator chart, waiting for its pods to be Ready.
-
-    The CRD is applied from crds/ beforehand and the chart's copy left out
-    (crds.create=false), as when CRDs are managed apart: the chart keeps its CRD on
-    uninstall, so a second release elsewhere could not adopt it.
-    """
-    cp.kubectl("apply", "-f", str(REPO / "crds/databasemigrations.migrategate.io.yaml"))
-    repository, tag = image.rsplit(":", 1)
-    sets = [f"image.repository={repository}", f"image.tag={tag}", "crds.create=false", *values]
-    args = [arg for value in sets for arg in ("--set", value)]
-    helm(
-        cp,
-        "install",
-        "rel",
-        str(OPERATOR_CHART),
-        "-n",
-        namespace,
-        "--wait",
-        "--timeout=120s",
-        *args,
-    )
-
-
-def operator_pods(cp, namespace: str) -> list[dict[str, Any]]:
-    out = cp.kubectl(
-        "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=migrategate", "-o", "json"
-    )
-    return [p for p in json.loads(out)["items"] if not p["metadata"].get("deletionTimestamp")]
 
 
 def pod_log(cp, namespace: str, pod: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,10 @@ DEMO = Path(__file__).with_name("demo.py")
 def test_demo_migrates_and_releases_the_example_app(control_plane) -> None:
     # control_plane only to share the suite's skip/CI rule; the demo starts its own.
     assert not binaries.missing()
-    done = subprocess.run([sys.executable, str(DEMO)], capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "PYTHONPATH": str(DEMO.parents[1])}
+    done = subprocess.run(
+        [sys.executable, str(DEMO)], env=env, capture_output=True, text=True, timeout=900
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     out = done.stdout
     head = samples.head_of("v2")

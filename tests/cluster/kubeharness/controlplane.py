@@ -320,7 +320,9 @@ def start(workdir: Path, bin_dir: Path | None = None) -> ControlPlane:
     """Start the control plane and the node; return once the node is Ready."""
     bin_dir = bin_dir or binaries.bin_dir()
     node_id = secrets.token_hex(3)
-    net = network.create(f"mg{node_id}", SERVICE_CIDR)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(workdir / "pids")
+    net = network.create(f"mg{node_id}", SERVICE_CIDR)  # the last step that can fail alone
     pki = workdir / "pki"
     api_port = free_port()
     cp = ControlPlane(
@@ -329,7 +331,7 @@ def start(workdir: Path, bin_dir: Path | None = None) -> ControlPlane:
         server=f"https://{net.gateway}:{api_port}",
         kubeconfig=workdir / "kubeconfig",
         ca_file=pki / "ca.crt",
-        ledger=Ledger(workdir / "pids"),
+        ledger=ledger,
         net=net,
         node_id=node_id,
     )

@@ -1,7 +1,6 @@
-"""A minimal async JSON client for the apiserver (aiohttp), used by the pod runner.
+"""A minimal async JSON client for the apiserver (aiohttp), used by the watch recorder.
 
-Thin on purpose: pods stay plain dicts exactly as the API returns them, which
-is what the pure logic in ``podspec`` consumes.
+Thin on purpose: objects stay plain dicts exactly as the API returns them.
 """
 
 from __future__ import annotations
