@@ -94,18 +94,18 @@ def release(cp: ControlPlane, version: str, image: str, secret: str) -> None:
     print(cp.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=rendered).strip())
 
 
-def snapshot(cp: ControlPlane) -> list[str]:
-    """One line for the DatabaseMigration, one per pod."""
+def snapshot(cp: ControlPlane, labels: dict[str, str]) -> list[str]:
+    """One line for the DatabaseMigration, one per pod; images shown by ``labels``."""
     dbm = json.loads(cp.kubectl("get", "dbm", RELEASE, "-n", NAMESPACE, "-o", "json"))
     st = dbm.get("status") or {}
     lines = [
-        f"  dbm/{RELEASE}: phase={st.get('phase', '-')} image={st.get('image', '-')} "
+        f"  dbm/{RELEASE}: phase={st.get('phase', '-')} image={labels.get(st.get('image'), '-')} "
         f"revision={','.join(st.get('currentRevision') or []) or '-'} "
         f"applied={','.join(st.get('appliedRevisions') or []) or '-'}"
     ]
     pods = json.loads(cp.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"]
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
-        image = pod["spec"]["containers"][0]["image"].rsplit("/", 1)[-1]
+        image = labels.get(pod["spec"]["containers"][0]["image"], "?")
         gated = "gated " if pod["spec"].get("schedulingGates") else ""
         ready = any(
             c["type"] == "Ready" and c["status"] == "True"
@@ -154,11 +154,11 @@ def rolled_out(cp: ControlPlane, image: str) -> bool:
     return migrated and done.returncode == 0
 
 
-def follow(cp: ControlPlane, image: str, timeout: float = 300) -> None:
+def follow(cp: ControlPlane, image: str, labels: dict[str, str], timeout: float = 300) -> None:
     """Print the state whenever it changes, until `image` is migrated and rolled out."""
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
-        lines = snapshot(cp)
+        lines = snapshot(cp, labels)
         if lines != last:
             print(f"[{time.strftime('%H:%M:%S')}]", *lines, sep="\n", flush=True)
             last = lines
@@ -176,6 +176,9 @@ def run(keep: bool) -> None:
         cp, pg = stack.cp, stack.pg
         say("Building the app's v1 and v2 images (cached after the first run)")
         images = app_images(stack.images)
+        labels = {image: f"app:{version}" for version, image in images.items()}
+        for version, image in images.items():
+            print(f"  app:{version} is {image}")
         database = pg.create_database("shop")
         url = pg.url(database)
         cp.kubectl(
@@ -184,7 +187,7 @@ def run(keep: bool) -> None:
         for version in ("v1", "v2"):
             say(f"helm upgrade --install {RELEASE} charts/examples/app --set image.tag={version}")
             release(cp, version, images[version], SECRET)
-            follow(cp, images[version])
+            follow(cp, images[version], labels)
         heads = [row[0] for row in pg.execute("SELECT version_num FROM alembic_version", database)]
         assert heads == [samples.head_of("v2")], heads
         say(f"Done in {time.monotonic() - started:.0f}s: schema at {heads[0]}, v2 pods Ready")

@@ -25,5 +25,5 @@ def test_demo_migrates_and_releases_the_example_app(control_plane) -> None:
     head = samples.head_of("v2")
     assert f"schema at {head}, v2 pods Ready" in out
     assert out.count(f"app v2 serving on schema {head}") == 2  # both replicas, new code, new schema
-    assert "v2 gated Pending" in out  # the new pods waited for their migration
+    assert "app:v2 gated Pending" in out  # the new pods waited for their migration
     assert "Cleaned up" in out
