@@ -54,8 +54,10 @@ def running(
 ) -> Iterator[Stack]:
     """Start it all; stop it all on exit. ``namespace`` is made for the application."""
     with contextlib.ExitStack() as stack:
-        say("Starting the cluster: etcd, kube-apiserver, controller manager, scheduler, and a node")
-        print("    (containerd + runc, kubelet, kube-proxy) on a bridge local to this machine")
+        say(
+            "Starting the cluster: etcd, kube-apiserver, controller manager, scheduler, and a node"
+            "\n    (containerd + runc, kubelet, kube-proxy) on a bridge local to this machine"
+        )
         cp = stack.enter_context(controlplane.running(workdir / "cluster"))
         say(f"Starting PostgreSQL on the pod network's gateway, {cp.net.gateway}")
         net = cp.net
