@@ -1,7 +1,6 @@
 """Runner benchmark: ``migrategate migrate`` against plain ``alembic upgrade head``.
 
-    .venv/bin/python -m bench runner [--runs 7] [--chain 200] [--json out.json]
-    .venv/bin/python bench/runner_bench.py ...
+    PYTHONPATH=tests .venv/bin/python -m bench runner -- [--runs 7] [--chain 200] [--json out.json]
 
 Same project for both: a seed-000-style env.py (reads DATABASE_URL_SYNC) whose
 app package imports a moderately heavy module tree (pydantic-settings, the
@@ -27,10 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-import pgserver  # noqa: E402
+import pgserver
 
 BIN = Path(sys.executable).parent
 GOALS = {"no-op": 0.8, "chain": 1.10}
