@@ -1,6 +1,6 @@
-"""Rollout-gate latency on the local control plane: Job Complete -> last gated pod released.
+"""Rollout-gate latency on the local cluster: Job Complete -> last gated pod released.
 
-    .venv/bin/python -m bench gate -- [--runs 10] [--replicas 10] [--json out.json]
+    PYTHONPATH=tests:tests/cluster .venv/bin/python -m bench gate -- [--runs 10] [--replicas 10]
 
 Per run: a fresh database, a DatabaseMigration (sample v2, whose revision 0004
 waits on an advisory lock the bench holds) and a Deployment of `--replicas`
@@ -11,11 +11,13 @@ without the gate. Reported: per run, Job Complete -> last pod released (the goal
 p95 <= 500 ms), and per pod, Job Complete -> that pod released. The first
 `--warmup` runs are not counted: a fresh API server's first strategic-merge patch
 of a pod and the operator's first TLS connections cost some 300 ms once. The
-watches run in a child process: the pod runner shares this process's GIL and
-would delay their arrival times while it starts the released pods.
+watches run in a child process, so that nothing the bench process does (its
+polling, kubectl calls) delays their arrival times.
 
-It starts its own control plane, pod runner, PostgreSQL and operator process,
-the same pieces as tests/cluster.
+It starts, in its own namespaces (bench/cluster.py), the cluster with its real
+node, PostgreSQL and the operator installed by its Helm chart as a pod. The
+released pods are scheduled by the real kube-scheduler and started by the
+kubelet on the same 2 cores while the gate lifts the others.
 """
 
 from __future__ import annotations
@@ -23,45 +25,44 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-for extra in (REPO / "tests", REPO / "tests" / "cluster"):
-    sys.path.insert(0, str(extra))
+import gatewatch
+import pgserver
+import samples
+from kubeharness import manifests as m
+from kubeharness.wait import eventually
+from migrategate.api import constants as c
 
-import gatewatch  # noqa: E402
-import localstack  # noqa: E402
-import migrationkit  # noqa: E402
-import pgserver  # noqa: E402
-import samples  # noqa: E402
-from kubeharness.wait import eventually  # noqa: E402
-from migrategate.api import constants as c  # noqa: E402
-
-from bench.stats import summary  # noqa: E402
+from bench import cluster
+from bench.stats import summary
 
 NAMESPACE = "gate-bench"
-APP_IMAGE = "gate-bench-app:v2"
+STYLE, VERSION = "seed004_ini_url", "v2"
 GOAL_P95_MS = 500
 
 
-def manifests(name: str, replicas: int) -> list[dict[str, Any]]:
-    """A DatabaseMigration and a Deployment whose pods wait for it, as the example chart does."""
+def manifests(name: str, image: str, replicas: int) -> list[dict[str, Any]]:
+    """A DatabaseMigration and a Deployment whose pods wait for it, as the example chart does
+    (their pods pass the namespace's restricted Pod Security profile)."""
     labels = {"app.kubernetes.io/name": name}
     migration = {
         "apiVersion": c.API_VERSION,
         "kind": c.KIND,
         "metadata": {"name": name},
         "spec": {
-            "image": APP_IMAGE,
+            "image": image,
             "databaseURL": {"secretKeyRef": {"name": name, "key": "url"}},
         },
     }
+    app = m.container("app", "exec sleep infinity", image=image)
     pod_spec = {
+        **m.pod_spec(app, restartPolicy="Always"),
         "schedulingGates": [{"name": c.SCHEDULING_GATE}],
-        "containers": [{"name": "app", "image": APP_IMAGE, "command": ["sleep", "infinity"]}],
+        # sleep as PID 1 ignores SIGTERM: do not keep each deleted pod for 30 s
+        "terminationGracePeriodSeconds": 0,
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -86,7 +87,7 @@ class Run:
     status: float  # Job Complete -> the DatabaseMigration's event with the new migratedImage
 
 
-def one_run(cp: Any, pg: pgserver.PgServer, i: int, replicas: int) -> Run:
+def one_run(cp: Any, pg: pgserver.PgServer, image: str, i: int, replicas: int) -> Run:
     name = f"bench-{i:03d}"
     db = pg.create_database()
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}
@@ -97,7 +98,7 @@ def one_run(cp: Any, pg: pgserver.PgServer, i: int, replicas: int) -> Run:
     try:
         with pg.admin_connection(db) as blocker:
             blocker.execute("SELECT pg_advisory_lock(%s)", (samples.SLOW_LOCK_KEY,))
-            items = {"apiVersion": "v1", "kind": "List", "items": manifests(name, replicas)}
+            items = {"apiVersion": "v1", "kind": "List", "items": manifests(name, image, replicas)}
             kubectl("apply", "-f", "-", input=json.dumps(items))
             eventually(lambda: _all_gated_and_job_running(rec, name, replicas), timeout=120)
             blocker.execute("SELECT pg_advisory_unlock(%s)", (samples.SLOW_LOCK_KEY,))
@@ -106,7 +107,7 @@ def one_run(cp: Any, pg: pgserver.PgServer, i: int, replicas: int) -> Run:
         except AssertionError as e:
             raise AssertionError(f"{e}\n{kubectl('get', 'dbm', name, '-o', 'yaml')}") from e
         complete = _job_complete_at(rec, name)
-        migrated = _migrated_at(rec, name)
+        migrated = _migrated_at(rec, name, image)
     finally:
         rec.stop()
     kubectl("delete", "deployment", name, "--wait=false")
@@ -150,28 +151,30 @@ def _job_complete_at(rec: gatewatch.Recorder, name: str) -> float:
     raise AssertionError(f"no Complete event for the Job of {name}")
 
 
-def _migrated_at(rec: gatewatch.Recorder, name: str) -> float:
+def _migrated_at(rec: gatewatch.Recorder, name: str, image: str) -> float:
     for e in rec.events("DatabaseMigration"):
-        if e.name == name and (e.obj.get("status") or {}).get("migratedImage") == APP_IMAGE:
+        if e.name == name and (e.obj.get("status") or {}).get("migratedImage") == image:
             return e.at
     raise AssertionError(f"no event with {name}'s migratedImage")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bench gate", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--replicas", type=int, default=10)
     parser.add_argument(
         "--warmup", type=int, default=1, help="uncounted first runs (cold API server paths, TLS)"
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="mg-gate-bench-") as tmp:
-        work = Path(tmp)
-        apps = {APP_IMAGE: migrationkit.app_image("seed004_ini_url", "v2", work / "app")}
-        with localstack.running(work, NAMESPACE, apps) as stack:
-            total = args.warmup + args.runs
-            runs = [one_run(stack.cp, stack.pg, i, args.replicas) for i in range(total)]
+    raw = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(raw)
+    status = cluster.isolated("gate", raw, lambda: cluster.build_images((STYLE, VERSION)))
+    if status is not None:
+        return status
+    with cluster.stack(NAMESPACE) as stack:
+        image = stack.images.app(STYLE, VERSION)
+        total = args.warmup + args.runs
+        runs = [one_run(stack.cp, stack.pg, image, i, args.replicas) for i in range(total)]
     warmup, runs = runs[: args.warmup], runs[args.warmup :]
     results = {
         "replicas": args.replicas,

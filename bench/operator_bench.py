@@ -1,6 +1,6 @@
-"""Operator latency benchmark on the local control plane (watch-driven, 20 runs by default).
+"""Operator latency benchmark on the local cluster (watch-driven, 20 runs by default).
 
-    .venv/bin/python bench/operator_bench.py [--runs 20] [--json out.json]
+    PYTHONPATH=tests:tests/cluster .venv/bin/python -m bench operator -- [--runs 20] [--json F]
 
 Measures, per run, with the bench's own watches on the API server:
 - apply -> Job created: from the DatabaseMigration create call returning to the
@@ -9,8 +9,9 @@ Measures, per run, with the bench's own watches on the API server:
   the DatabaseMigration's watch event carrying Ready=True;
 and the operator's RSS after the runs, idle.
 
-It starts its own control plane, pod runner, PostgreSQL and operator process
-(the same pieces as tests/cluster), and one sample project as the app image.
+It starts, in its own namespaces (bench/cluster.py), the cluster with its real
+node, PostgreSQL and the operator installed by its Helm chart as a pod, and runs
+one sample project's real image as the app image.
 """
 
 from __future__ import annotations
@@ -19,32 +20,19 @@ import argparse
 import asyncio
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-for extra in (REPO / "tests", REPO / "tests" / "cluster"):
-    sys.path.insert(0, str(extra))
+import pgserver
+from kubernetes_asyncio import client, config, watch
+from migrategate.api import constants as c
 
-import localstack  # noqa: E402
-import migrationkit  # noqa: E402
-import pgserver  # noqa: E402
-from kubernetes_asyncio import client, config, watch  # noqa: E402
-from migrategate.api import constants as c  # noqa: E402
-
-from bench.stats import summary  # noqa: E402
+from bench import cluster
+from bench.stats import summary
 
 NAMESPACE = "bench"
-APP_IMAGE = "bench-app:v1"
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+STYLE, VERSION = "seed004_ini_url", "v1"
 
 
 class Clock:
@@ -82,7 +70,7 @@ class Clock:
                     self.ready.setdefault(obj["metadata"]["name"], now)
 
 
-async def run_bench(cp: Any, pg: pgserver.PgServer, runs: int) -> dict[str, Any]:
+async def run_bench(cp: Any, pg: pgserver.PgServer, image: str, runs: int) -> dict[str, Any]:
     await config.load_kube_config(config_file=str(cp.kubeconfig))
     db = pg.create_database()
     cp.kubectl(
@@ -104,7 +92,7 @@ async def run_bench(cp: Any, pg: pgserver.PgServer, runs: int) -> dict[str, Any]
                 "kind": c.KIND,
                 "metadata": {"name": name},
                 "spec": {
-                    "image": APP_IMAGE,
+                    "image": image,
                     "databaseURL": {"secretKeyRef": {"name": "db", "key": "url"}},
                 },
             }
@@ -127,18 +115,20 @@ async def run_bench(cp: Any, pg: pgserver.PgServer, runs: int) -> dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bench operator", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="mg-bench-") as tmp:
-        work = Path(tmp)
-        apps = {APP_IMAGE: migrationkit.app_image("seed004_ini_url", "v1", work / "app")}
-        with localstack.running(work, NAMESPACE, apps) as stack:
-            results = asyncio.run(run_bench(stack.cp, stack.pg, args.runs))
-            time.sleep(5)  # idle
-            assert stack.operator.proc is not None
-            results["operator_idle_rss_mb"] = round(rss_mb(stack.operator.proc.pid), 1)
+    raw = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(raw)
+    images = lambda: cluster.build_images((STYLE, VERSION))  # noqa: E731
+    status = cluster.isolated("operator", raw, images)
+    if status is not None:
+        return status
+    with cluster.stack(NAMESPACE) as stack:
+        image = stack.images.app(STYLE, VERSION)
+        results = asyncio.run(run_bench(stack.cp, stack.pg, image, args.runs))
+        time.sleep(5)  # idle
+        results["operator_idle_rss_mb"] = round(cluster.rss_mb(stack.operator_pid()), 1)
     results["goals"] = {
         "apply_to_job_created_p95_ms": 300,
         "job_complete_to_ready_p95_ms": 300,
