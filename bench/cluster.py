@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +89,12 @@ def _interrupt_once(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def build_images(*apps: tuple[str, str]) -> None:
-    """The migrategate image and the sample app images ``(style, version)``, into the cache."""
+def build_images(*apps: tuple[str, str] | tuple[str, str, Mapping[str, str]]) -> None:
+    """The migrategate image and the sample app images ``(style, version[, files])``
+    (the arguments of ``NodeImages.app``), into the cache."""
     imagebuild.runner_image()
-    for style, version in apps:
-        imagebuild.app_image(style, version)
+    for style, version, *files in apps:
+        imagebuild.app_image(style, version, files=files[0] if files else None)
 
 
 @contextlib.contextmanager
