@@ -56,6 +56,7 @@ from bench import cluster
 NAMESPACE = "scale-bench"
 STYLE, VERSION = "seed004_ini_url", "v1"
 FLOW_SCHEMA = "bench-migrategate-operator"
+OPERATOR_SELECTOR = "app.kubernetes.io/name=migrategate"  # the chart's Deployment and pods
 IDLE_SECONDS = 10
 GOALS = {"rss_mb_at_100": 150, "rss_mb_at_300": 200, "operator_requests_per_migration": 15}
 DBM_PATH = f"/apis/{c.GROUP}/{c.VERSION}/namespaces/{NAMESPACE}/{c.PLURAL}"
@@ -185,15 +186,10 @@ def reconciles(stack: localstack.Stack) -> float:
 
 
 def scale_operator(stack: localstack.Stack, replicas: int) -> None:
-    deployment = json.loads(
-        stack.cp.kubectl(
-            "get", "deploy", "-n", localstack.OPERATOR_NAMESPACE, "-o", "json",
-            "-l", "app.kubernetes.io/name=migrategate",
-        )  # fmt: skip
-    )["items"][0]["metadata"]["name"]
-    stack.cp.kubectl(
-        "scale", "deploy", deployment, f"--replicas={replicas}", "-n", localstack.OPERATOR_NAMESPACE
-    )
+    ns = ("-n", localstack.OPERATOR_NAMESPACE)
+    found = stack.cp.kubectl("get", "deploy", *ns, "-l", OPERATOR_SELECTOR, "-o", "name")
+    (deployment,) = found.split()
+    stack.cp.kubectl("scale", deployment, f"--replicas={replicas}", *ns)
 
 
 # ------------------------------------------------------------------------------ the objects
@@ -254,9 +250,7 @@ def apply_and_wait(
 ) -> tuple[float, dict[str, float]]:
     """Create every DatabaseMigration of ``batch`` at once; (start, Ready arrival by name)."""
     started = time.monotonic()
-    _run_api(
-        stack, [("POST", DBM_PATH, migration(n, image), "application/json") for n in batch]
-    )
+    _run_api(stack, [("POST", DBM_PATH, migration(n, image), "application/json") for n in batch])
     timeout = 120 + 6 * len(batch)
     return started, eventually(lambda: ready_at(rec, batch, started), timeout, interval=0.5)
 
@@ -320,9 +314,7 @@ def restart(
         scale_operator(stack, 1)
         current = eventually(lambda: ready_at(rec, every, up), timeout=600, interval=0.5)
         running = min(
-            e.at
-            for e in op_rec.events("Pod")
-            if e.at >= up and _operator_container_running(e.obj)
+            e.at for e in op_rec.events("Pod") if e.at >= up and _operator_container_running(e.obj)
         )
     finally:
         op_rec.stop()
@@ -346,10 +338,8 @@ def restart(
 
 
 def _no_operator(stack: localstack.Stack) -> None:
-    out = stack.cp.kubectl(
-        "get", "pods", "-n", localstack.OPERATOR_NAMESPACE, "-l",
-        "app.kubernetes.io/name=migrategate", "-o", "name",
-    )  # fmt: skip
+    ns = ("-n", localstack.OPERATOR_NAMESPACE)
+    out = stack.cp.kubectl("get", "pods", *ns, "-l", OPERATOR_SELECTOR, "-o", "name")
     assert not out.strip(), out
 
 
