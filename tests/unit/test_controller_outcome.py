@@ -134,8 +134,9 @@ def test_latest_pod_counts():
 
 
 # ----------------------------------------------------------------------------- disruptions
-# A drained, evicted or deleted pod: the kubelet sends SIGTERM (exit 143) and, after the grace
-# period, SIGKILL (exit 137, reason Error: the runner is PID 1 and has no SIGTERM handler).
+# A drained, evicted or deleted pod: the kubelet sends SIGTERM (the runner stops and exits 143)
+# and, after the grace period, SIGKILL (exit 137, reason Error: an older runner, as PID 1 with no
+# SIGTERM handler, never saw the SIGTERM).
 
 
 @pytest.mark.parametrize("code", [143, 137])
@@ -176,6 +177,16 @@ def test_a_deleted_pod_is_transient(code):
     deleted = pod(exit_code=code, deleted_at="2026-01-01T00:00:03Z")
     v = verdict(job(state="failed"), deleted)
     assert (v.kind, v.reason) == (Kind.TRANSIENT, "PodDeleted")
+
+
+def test_the_runner_stopped_by_sigterm_names_the_disruption_with_its_own_message():
+    stopped = result(143, errorClass="Terminated", message="stopped by SIGTERM")
+    deleted = pod(exit_code=143, message=stopped, deleted_at="2026-01-01T00:00:03Z")
+    v = verdict(job(state="failed"), deleted)
+    assert (v.kind, v.reason, v.message) == (Kind.TRANSIENT, "PodDeleted", "stopped by SIGTERM")
+    # Nothing says who sent it (the pod is already gone from the list): still worth a retry.
+    v = verdict(job(state="failed"), pod(exit_code=143, message=stopped))
+    assert (v.kind, v.reason, v.message) == (Kind.TRANSIENT, "Terminated", "stopped by SIGTERM")
 
 
 def test_the_runners_own_verdict_stands_on_a_disrupted_pod():

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-from migrategate.runner import cli, contract
+from migrategate.runner import cli, contract, errors
 from migrategate.runner.contract import ExitCode, ResultKey
 
 SECRET = "Hunter2-Pw%40x"
@@ -127,3 +132,110 @@ def test_cwd_becomes_importable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     before = list(sys.path)
     cli.ensure_cwd_importable()
     assert sys.path == before
+
+
+# ----------------------------------------------------------------------------- SIGTERM
+# A Job's runner is its container's PID 1: the kernel delivers SIGTERM to it only if it has a
+# handler. With one, a deleted, evicted or drained pod stops at once (exit 143, transient).
+
+
+def _sigterm_self() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_stops_a_command_with_exit_143_and_a_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def blocks(settings, environ, out, report):
+        _sigterm_self()
+        time.sleep(30)  # the handler's exception ends the sleep
+        raise AssertionError("not interrupted")
+
+    monkeypatch.setitem(cli.COMMAND_FUNCTIONS, "migrate", blocks)
+    before = signal.getsignal(signal.SIGTERM)
+    result = tmp_path / "result.json"
+    started = time.monotonic()
+    code, output = run(["migrate", "--result-file", str(result)])
+    assert time.monotonic() - started < 5
+    assert code == ExitCode.TERMINATED == 143 and code in contract.TRANSIENT_EXIT_CODES
+    assert "stopped by SIGTERM" in output
+    data = json.loads(result.read_text())
+    assert data[ResultKey.EXIT_CODE] == 143
+    assert data[ResultKey.ERROR_CLASS] == contract.ErrorClass.TERMINATED.value
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
+
+
+def test_whatever_a_sigterm_turned_into_it_stays_transient(monkeypatch: pytest.MonkeyPatch) -> None:
+    # e.g. a driver that cancels the statement on the interrupt and raises the server's
+    # "canceling statement due to user request", which would read as a failed revision.
+    def cancelled(settings, environ, out, report):
+        try:
+            _sigterm_self()
+            time.sleep(30)
+        except BaseException:
+            raise errors.MigrationFailed("revision 0004 failed: canceling statement") from None
+
+    monkeypatch.setitem(cli.COMMAND_FUNCTIONS, "migrate", cancelled)
+    code, output = run(["migrate"])
+    assert code == ExitCode.TERMINATED
+    assert "stopped by SIGTERM" in output and "0004" not in output
+
+
+def test_a_second_sigterm_does_not_cut_the_clean_up_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    cleaned = []
+
+    def cleans_up(settings, environ, out, report):
+        try:
+            _sigterm_self()
+            time.sleep(30)
+        finally:
+            _sigterm_self()  # the kubelet may repeat itself; closing connections goes on
+            cleaned.append(True)
+
+    monkeypatch.setitem(cli.COMMAND_FUNCTIONS, "migrate", cleans_up)
+    code, _ = run(["migrate"])
+    assert code == ExitCode.TERMINATED and cleaned == [True]
+
+
+def test_a_sigterm_once_the_outcome_is_known_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def done(settings, environ, out, report):
+        report.message = "upgraded"
+        return ExitCode.OK
+
+    real_write = cli.write_result
+
+    def term_while_writing(path, report):
+        _sigterm_self()
+        real_write(path, report)
+
+    monkeypatch.setitem(cli.COMMAND_FUNCTIONS, "migrate", done)
+    monkeypatch.setattr(cli, "write_result", term_while_writing)
+    result = tmp_path / "result.json"
+    code, output = run(["migrate", "--result-file", str(result)])
+    assert code == ExitCode.OK and "upgraded" in output
+    assert json.loads(result.read_text())[ResultKey.EXIT_CODE] == 0
+
+
+def test_the_runner_process_exits_143_on_sigterm(tmp_path: Path) -> None:
+    """A real process, blocked as the runner is while it waits for a lock."""
+    script = (
+        "import sys, time\n"
+        "from migrategate.runner import cli\n"
+        "def blocks(settings, environ, out, report):\n"
+        "    print('blocking', flush=True)\n"
+        "    time.sleep(60)\n"
+        "cli.COMMAND_FUNCTIONS['migrate'] = blocks\n"
+        "sys.exit(cli.main())\n"
+    )
+    result = tmp_path / "result.json"
+    argv = [sys.executable, "-c", script, "migrate", "--result-file", str(result)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "blocking"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 143
+        assert time.monotonic() - started < 5
+    assert json.loads(result.read_text())[ResultKey.ERROR_CLASS] == "Terminated"

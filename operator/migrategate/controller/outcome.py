@@ -45,11 +45,14 @@ PERMANENT_EXIT = {
     ExitCode.MIGRATION_FAILED: "MigrationFailed",
     ExitCode.VERIFY_FAILED: "VerificationFailed",
 }
-# The runner's own verdicts: they stand even if the pod was disrupted afterwards.
-RUNNER_EXIT = frozenset(PERMANENT_EXIT) | contract.TRANSIENT_EXIT_CODES
-SIGTERM_EXIT = 143  # drained, deleted or preempted: worth another try
-# SIGKILL that is not OOMKilled: the grace period after SIGTERM ran out. The runner is the
-# container's PID 1, which the kernel spares SIGTERM unless it installed a handler.
+# SIGTERM (the runner stops on it, exiting 143): drained, deleted or preempted, worth another try.
+SIGTERM_EXIT = ExitCode.TERMINATED
+# The runner's own verdicts: they stand even if the pod was disrupted afterwards. Not 143: that
+# is the runner obeying the disruption, which itself says more (evicted, deleted...).
+RUNNER_EXIT = (frozenset(PERMANENT_EXIT) | contract.TRANSIENT_EXIT_CODES) - {SIGTERM_EXIT}
+# SIGKILL that is not OOMKilled: the grace period after SIGTERM ran out (the runner was stuck in
+# a statement that does not wake up for signals, or it is an older runner, installed in the
+# image, without a SIGTERM handler: as the container's PID 1 it never saw the SIGTERM at all).
 SIGKILL_EXIT = 137
 
 
@@ -179,14 +182,14 @@ def _by_exit_code(code: int, main: Any, verdict: Any) -> Verdict:
     text = main.terminated_message or main.terminated_reason or ""
     if not text or parse_result(text) is not None:  # a result without a message of its own
         text = f"exit code {code}"
+    if code == SIGTERM_EXIT:
+        return verdict(Kind.TRANSIENT, "Terminated", text)
     if code in contract.TRANSIENT_EXIT_CODES:
         return verdict(Kind.TRANSIENT, "Transient", text)
     if code in PERMANENT_EXIT:
         return verdict(Kind.PERMANENT, PERMANENT_EXIT[ExitCode(code)], text)
     if main.terminated_reason == "OOMKilled":
         return verdict(Kind.PERMANENT, "OOMKilled", "out of memory: raise job.resources")
-    if code == SIGTERM_EXIT:
-        return verdict(Kind.TRANSIENT, "Terminated", text)
     if code == SIGKILL_EXIT:
         return verdict(Kind.TRANSIENT, "Killed", text)
     return verdict(Kind.PERMANENT, f"ExitCode{code}", text)

@@ -7,15 +7,17 @@ message and the JSON result.
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any, NoReturn, Optional, TextIO
 
 from .. import __version__
 from .commands import COMMAND_FUNCTIONS, Settings
 from .contract import COMMANDS, OPTIONS, X_ARG_ENV, X_ARG_FLAG, ErrorClass, ExitCode, Outcome
-from .errors import BadInput, RunnerError
+from .errors import BadInput, RunnerError, Terminated
 from .result import Report, write_result
 from .urls import mask, secrets_of_raw
 
@@ -121,6 +123,47 @@ def ensure_cwd_importable() -> None:
         sys.path.insert(0, cwd)
 
 
+TERMINATED_MESSAGE = (
+    "stopped by SIGTERM (the pod was deleted, evicted or drained): PostgreSQL rolls back"
+    " an unfinished migration and releases the lock; retry"
+)
+
+
+class StopOnSigterm:
+    """While active, SIGTERM raises Terminated in the main thread (once; later ones only count).
+
+    A Job's runner is its container's PID 1, and the kernel does not deliver a signal to a
+    PID 1 that has no handler for it: without one, the kubelet's SIGTERM was lost and the
+    pod was SIGKILLed (exit 137) when the grace period ran out, the migration's statement
+    still running in PostgreSQL until it noticed. The previous handler comes back on exit.
+    Outside the main thread (an embedding program) signals are left alone.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self.raising = True  # False once there is nothing left to stop
+        self._previous: Any = None
+        self._installed = False
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        first = not self.received
+        self.received = True
+        if first and self.raising:  # a second one must not cut the clean-up short
+            raise Terminated(TERMINATED_MESSAGE)
+
+    def __enter__(self) -> "StopOnSigterm":
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
 def main(
     argv: Optional[list] = None,
     stream: Optional[TextIO] = None,
@@ -131,6 +174,28 @@ def main(
     env = os.environ if environ is None else environ
     report = Report(runner_version=__version__)
     started = time.monotonic()
+    with StopOnSigterm() as sigterm:
+        try:
+            command, settings = _run(argv, out, env, report)
+        except SystemExit as done:  # --help, --version
+            return int(done.code or 0)
+        finally:
+            sigterm.raising = False  # the outcome is known: a late SIGTERM changes nothing
+        if sigterm.received and report.exit_code not in (ExitCode.OK, ExitCode.TERMINATED):
+            # Whatever the interruption turned into (a cancelled statement, a lost
+            # connection), the cause was the SIGTERM: worth another try, not a verdict.
+            _failed(report, ExitCode.TERMINATED, ErrorClass.TERMINATED.value, TERMINATED_MESSAGE)
+        report.duration_seconds = time.monotonic() - started
+        _finish(command, settings, report, out)
+    return int(report.exit_code)
+
+
+def _run(
+    argv: Optional[list], out: TextIO, env: Mapping[str, str], report: Report
+) -> "tuple[str, Optional[Settings]]":
+    """Parse and run the command, recording its outcome (or typed failure) in the report.
+
+    SystemExit (``--help``, ``--version``) goes through: nothing to report then."""
     settings: Optional[Settings] = None
     command = ""
     try:
@@ -140,19 +205,17 @@ def main(
         report.secrets = secrets_of_raw(env.get(settings.database_url_env, ""))
         ensure_cwd_importable()
         report.exit_code = COMMAND_FUNCTIONS[command](settings, env, out, report)
-    except SystemExit as done:  # --help, --version
-        return int(done.code or 0)
     except RunnerError as error:
         _failed(report, error.exit_code, error.error_class.value, error.message)
         report.failed_revision = getattr(error, "failed_revision", None) or report.failed_revision
+    except Terminated:
+        _failed(report, ExitCode.TERMINATED, ErrorClass.TERMINATED.value, TERMINATED_MESSAGE)
     except KeyboardInterrupt:
         _failed(report, ExitCode.TRANSIENT, ErrorClass.TRANSIENT.value, "interrupted")
     except Exception as error:  # a bug, or something env.py raised that we did not classify
         text = f"unexpected error: {type(error).__name__}: {str(error).strip().splitlines()[:1]}"
         _failed(report, ExitCode.MIGRATION_FAILED, ErrorClass.MIGRATION_FAILED.value, text)
-    report.duration_seconds = time.monotonic() - started
-    _finish(command, settings, report, out)
-    return int(report.exit_code)
+    return command, settings
 
 
 def _failed(report: Report, code: int, error_class: str, message: str) -> None:

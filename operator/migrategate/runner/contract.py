@@ -23,10 +23,13 @@ class ExitCode(enum.IntEnum):
     TRANSIENT = 3  # database unreachable, lock wait timed out, `wait` timed out
     MIGRATION_FAILED = 4  # a revision raised; Postgres rolled its transaction back
     VERIFY_FAILED = 5  # after upgrade the heads are not the target
+    # Stopped by SIGTERM (128 + 15, as a shell reports it): the pod was deleted, evicted or
+    # drained. PostgreSQL rolls back an unfinished migration and the lock goes with the session.
+    TERMINATED = 143
 
 
 # Exit codes the operator retries with backoff; every other non-zero code is permanent.
-TRANSIENT_EXIT_CODES = frozenset({ExitCode.TRANSIENT})
+TRANSIENT_EXIT_CODES = frozenset({ExitCode.TRANSIENT, ExitCode.TERMINATED})
 
 
 class ErrorClass(str, enum.Enum):
@@ -36,6 +39,7 @@ class ErrorClass(str, enum.Enum):
     TRANSIENT = "Transient"
     MIGRATION_FAILED = "MigrationFailed"
     VERIFY_FAILED = "VerificationFailed"
+    TERMINATED = "Terminated"
 
 
 class Outcome(str, enum.Enum):

@@ -46,3 +46,17 @@ class VerificationFailed(RunnerError):
 
     exit_code = ExitCode.VERIFY_FAILED
     error_class = ErrorClass.VERIFY_FAILED
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop now.
+
+    Raised by the runner's SIGTERM handler wherever the main thread is. It is a
+    KeyboardInterrupt, not an Exception, so the ``except Exception`` of env.py, Alembic or
+    SQLAlchemy lets it through, and psycopg (3) cancels the statement in flight as it does
+    on Ctrl-C; closing the connections then rolls back an unfinished migration and frees
+    the advisory lock.
+    """
+
+    exit_code = ExitCode.TERMINATED
+    error_class = ErrorClass.TERMINATED
