@@ -9,7 +9,14 @@ T1 = "2026-01-01T00:00:05Z"
 
 
 def job(
-    name="shop-abc", chash="abc", attempt=1, state="active", reason=None, created=T0, image="app:1"
+    name="shop-abc",
+    chash="abc",
+    attempt=1,
+    state="active",
+    reason=None,
+    created=T0,
+    image="app:1",
+    message=None,
 ):
     conds = []
     if state == "complete":
@@ -20,7 +27,7 @@ def job(
                 "type": "Failed",
                 "status": "True",
                 "reason": reason or "BackoffLimitExceeded",
-                "message": "Job has reached the specified backoff limit",
+                "message": message or "Job has reached the specified backoff limit",
                 "lastTransitionTime": T1,
             }
         ]

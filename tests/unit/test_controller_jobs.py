@@ -136,6 +136,20 @@ def test_job_is_owned_labelled_and_not_retried_by_kubernetes():
     assert meta["annotations"][c.ANNOTATION_IMAGE] == "app:1"
 
 
+def test_the_job_says_why_a_disrupted_pod_failed():
+    # The pod of a deleted or evicted attempt is gone when its Job fails; these rules keep the
+    # cause (a DisruptionTarget condition, exit 143 or 137 of the migration container) in the
+    # Job's Failed condition. Every other failure is left to backoffLimit 0, as before.
+    policy = build({})["spec"]["podFailurePolicy"]
+    assert [r["action"] for r in policy["rules"]] == ["FailJob", "FailJob"]
+    assert policy["rules"][0]["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
+    codes = policy["rules"][1]["onExitCodes"]
+    # (the API server refuses values out of ascending order)
+    assert codes == {"containerName": c.CONTAINER_NAME, "operator": "In", "values": [137, 143]}
+    runner_verdicts = {code.value for code in contract.ExitCode} - {0, 143}
+    assert not runner_verdicts & set(codes["values"])
+
+
 def test_pod_settings_pass_through():
     tol = [{"key": "k", "operator": "Exists"}]
     job = build(

@@ -189,6 +189,31 @@ def test_the_runner_stopped_by_sigterm_names_the_disruption_with_its_own_message
     assert (v.kind, v.reason, v.message) == (Kind.TRANSIENT, "Terminated", "stopped by SIGTERM")
 
 
+# A deleted or evicted pod is gone by the time its Job fails: the Job's pod failure policy says
+# why, in the Job controller's words.
+EXIT_RULE = (
+    "Container migrate for pod ns/p failed with exit code {} matching FailJob rule at index 1"
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (
+            "Pod ns/p has condition DisruptionTarget matching FailJob rule at index 0",
+            "DisruptionTarget",
+        ),
+        (EXIT_RULE.format(143), "Terminated"),
+        (EXIT_RULE.format(137), "Killed"),
+        ("a wording of a later Kubernetes", "PodFailurePolicy"),
+    ],
+)
+def test_a_job_failed_by_its_pod_failure_policy_is_transient_without_its_pod(message, reason):
+    failed = job(state="failed", reason="PodFailurePolicy", message=message)
+    v = verdict(failed)
+    assert (v.kind, v.reason, v.message) == (Kind.TRANSIENT, reason, message)
+
+
 def test_the_runners_own_verdict_stands_on_a_disrupted_pod():
     target = ("DisruptionTarget", "2026-01-01T00:00:04Z", "EvictionByEvictionAPI", "evicting")
     failed = pod(exit_code=4, message=result(4, message="boom"), conditions=[target])

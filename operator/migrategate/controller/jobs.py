@@ -37,6 +37,29 @@ DEFAULT_USER = 65532
 # may want a temporary file or a cache under ~.
 TMP_DIR = "/tmp"
 TMP_SIZE_LIMIT = "64Mi"
+# Exit codes of a container stopped from outside: SIGKILL (the grace period after SIGTERM ran
+# out) and SIGTERM (the runner stops on it). The API wants them in ascending order.
+SIGNALLED_EXIT_CODES = (137, int(contract.ExitCode.TERMINATED))
+# backoffLimit 0 fails the Job on any failed pod; these rules only make the Job controller say
+# why in the Job's Failed condition (reason PodFailurePolicy). A deleted, evicted or drained pod
+# is gone by the time its Job fails, and with it the exit code and the DisruptionTarget condition
+# that tell a disruption (worth a retry) from a failed migration.
+POD_FAILURE_POLICY: dict[str, Any] = {
+    "rules": [
+        {
+            "action": "FailJob",
+            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+        },
+        {
+            "action": "FailJob",
+            "onExitCodes": {
+                "containerName": c.CONTAINER_NAME,
+                "operator": "In",
+                "values": list(SIGNALLED_EXIT_CODES),
+            },
+        },
+    ]
+}
 # The init container only copies a few hundred kB.
 INIT_RESOURCES = {
     "requests": {"cpu": "10m", "memory": "16Mi"},
@@ -275,6 +298,7 @@ def build_job(req: JobRequest) -> dict[str, Any]:
     annotations = {**(job.annotations or {}), c.ANNOTATION_IMAGE: req.spec.image}
     spec: dict[str, Any] = {
         "backoffLimit": 0,  # the operator retries itself, with its own backoff
+        "podFailurePolicy": copy.deepcopy(POD_FAILURE_POLICY),
         "template": {
             "metadata": {"labels": dict(meta_labels), "annotations": dict(annotations)},
             "spec": pod_spec(req),

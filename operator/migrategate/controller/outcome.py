@@ -173,9 +173,31 @@ def _failed(job: JobFacts, pod: PodFacts | None, stuck: _Stuck | None, verdict: 
         if stuck is not None:
             kind = Kind.PERMANENT if stuck.remaining <= 0 else Kind.TRANSIENT
             return verdict(kind, stuck.reason, stuck.message)
+        if job.failure_reason == "PodFailurePolicy":  # the pod is gone; its Job says why
+            return verdict(Kind.TRANSIENT, *_policy_failure(job.failure_message or ""))
         # No container result (pod gone, or killed before starting): try again, within limits.
         return verdict(Kind.TRANSIENT, job.failure_reason or "PodLost", job.failure_message or "")
     return _by_exit_code(main.exit_code or 0, main, verdict)
+
+
+# The Job controller's message when a rule of jobs.POD_FAILURE_POLICY failed the Job, e.g.
+# "Pod ns/p has condition DisruptionTarget matching FailJob rule at index 0", "Container migrate
+# for pod ns/p failed with exit code 143 matching FailJob rule at index 1".
+_POLICY_CONDITION = re.compile(r"has condition (?P<type>\w+) matching")
+_POLICY_EXIT_CODE = re.compile(r"failed with exit code (?P<code>\d+) matching")
+
+
+def _policy_failure(message: str) -> tuple[str, str]:
+    """Reason and message of a Job failed by its pod failure policy: a disruption, never the
+    runner's verdict (those exit codes match no rule)."""
+    found = _POLICY_CONDITION.search(message)
+    if found:
+        return found.group("type"), message
+    found = _POLICY_EXIT_CODE.search(message)
+    if found:
+        signalled = {SIGTERM_EXIT: "Terminated", SIGKILL_EXIT: "Killed"}
+        return signalled.get(int(found.group("code")), "PodFailurePolicy"), message
+    return "PodFailurePolicy", message
 
 
 def _by_exit_code(code: int, main: Any, verdict: Any) -> Verdict:
