@@ -94,7 +94,7 @@ def one_run(cp: Any, pg: pgserver.PgServer, image: str, i: int, replicas: int) -
     secret["stringData"] = {"url": pg.url(db)}
     kubectl = lambda *a, **kw: cp.kubectl(*a, "-n", NAMESPACE, **kw)  # noqa: E731
     kubectl("apply", "-f", "-", input=json.dumps(secret))
-    rec = gatewatch.ProcessRecorder(cp.server, cp.workdir / "pki", NAMESPACE).start()
+    rec = cluster.recorder(cp, NAMESPACE)
     try:
         with pg.admin_connection(db) as blocker:
             blocker.execute("SELECT pg_advisory_lock(%s)", (samples.SLOW_LOCK_KEY,))

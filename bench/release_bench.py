@@ -162,7 +162,7 @@ def one_run(stack: localstack.Stack, mode: str, k: int, images: dict[str, str], 
     release = Release(stack, mode, f"{mode}{k:02d}", work)
     db = stack.pg.create_database()
     release.install(images["old"], stack.pg.url(db))
-    rec = gatewatch.ProcessRecorder(stack.cp.server, stack.cp.workdir / "pki", NAMESPACE).start()
+    rec = cluster.recorder(stack.cp, NAMESPACE)
     try:
         started = time.monotonic()
         release.upgrade(images["new"])

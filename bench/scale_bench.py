@@ -306,9 +306,7 @@ def restart(
     patch = "application/json-patch+json"
     _run_api(stack, [("PATCH", f"{DBM_PATH}/{n}/status", stale, patch) for n in every])
     before = api_metrics(stack)
-    op_rec = gatewatch.ProcessRecorder(
-        stack.cp.server, stack.cp.workdir / "pki", localstack.OPERATOR_NAMESPACE
-    ).start()
+    op_rec = cluster.recorder(stack.cp, localstack.OPERATOR_NAMESPACE)
     try:
         up = time.monotonic()
         scale_operator(stack, 1)
@@ -366,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     with cluster.stack(NAMESPACE) as stack:
         image = stack.images.app(STYLE, VERSION)
         count_operator_requests(stack)
-        rec = gatewatch.ProcessRecorder(stack.cp.server, stack.cp.workdir / "pki", NAMESPACE)
-        rec.start()
+        rec = cluster.recorder(stack.cp, NAMESPACE)
         try:
             results: dict[str, Any] = {"burst": burst(stack, rec, args.objects, image)}
             cluster.say(f"burst of {args.objects}: {results['burst']['apply_to_all_ready_s']}s")
