@@ -63,4 +63,4 @@ crd: setup
 	$(VENV)/bin/migrategate crd -o charts/migrategate/files
 
 bench: setup cluster-binaries
-	$(PY) -m bench
+	PYTHONPATH=tests:tests/cluster $(PY) -m bench

@@ -32,8 +32,8 @@ import localstack
 import migrationkit
 from kubeharness import binaries, imagebuild
 from kubeharness.controlplane import ControlPlane
+from kubeharness.network import ISOLATED
 
-ISOLATED = ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]
 INSIDE = "MIGRATEGATE_BENCH_ISOLATED"  # set in the re-run benchmark's environment
 
 

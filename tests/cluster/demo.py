@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,7 +173,9 @@ def run(keep: bool) -> None:
     ensure_binaries()
     workdir = Path(tempfile.mkdtemp(prefix="migrategate-demo-"))
     started = time.monotonic()
-    with localstack.running(workdir, NAMESPACE, say) as stack:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        stack = cleanup.enter_context(localstack.running(workdir, NAMESPACE, say))
         cp, pg = stack.cp, stack.pg
         say("Building the app's v1 and v2 images (cached after the first run)")
         images = app_images(stack.images)

@@ -35,6 +35,13 @@ class PodNetwork:
         return str(self.subnet.network_address + 1)
 
 
+# A command prefix that runs a second cluster (the demo, a benchmark, the teardown test's
+# child) in its own network, PID and mount namespaces: two kube-proxies in one network
+# namespace rewrite each other's rules, and a teardown sweeps every KUBE-* chain in its
+# own. When the namespaces' first process dies, the kernel ends every process in them.
+ISOLATED = ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]
+
+
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
