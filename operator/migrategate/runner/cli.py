@@ -7,11 +7,9 @@ message and the JSON result.
 
 import argparse
 import os
-import signal
 import sys
 import time
 from collections.abc import Mapping
-from types import FrameType
 from typing import Any, NoReturn, Optional, TextIO
 
 from .. import __version__
@@ -19,6 +17,7 @@ from .commands import COMMAND_FUNCTIONS, Settings
 from .contract import COMMANDS, OPTIONS, X_ARG_ENV, X_ARG_FLAG, ErrorClass, ExitCode, Outcome
 from .errors import BadInput, RunnerError, Terminated
 from .result import Report, write_result
+from .stopping import TERMINATED_MESSAGE, StopOnSigterm
 from .urls import mask, secrets_of_raw
 
 COMMAND_HELP = {
@@ -121,47 +120,6 @@ def ensure_cwd_importable() -> None:
     cwd = os.getcwd()
     if not any(os.path.abspath(entry or ".") == cwd for entry in sys.path):
         sys.path.insert(0, cwd)
-
-
-TERMINATED_MESSAGE = (
-    "stopped by SIGTERM (the pod was deleted, evicted or drained): PostgreSQL rolls back"
-    " an unfinished migration and releases the lock; retry"
-)
-
-
-class StopOnSigterm:
-    """While active, SIGTERM raises Terminated in the main thread (once; later ones only count).
-
-    A Job's runner is its container's PID 1, and the kernel does not deliver a signal to a
-    PID 1 that has no handler for it: without one, the kubelet's SIGTERM was lost and the
-    pod was SIGKILLed (exit 137) when the grace period ran out, the migration's statement
-    still running in PostgreSQL until it noticed. The previous handler comes back on exit.
-    Outside the main thread (an embedding program) signals are left alone.
-    """
-
-    def __init__(self) -> None:
-        self.received = False
-        self.raising = True  # False once there is nothing left to stop
-        self._previous: Any = None
-        self._installed = False
-
-    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
-        first = not self.received
-        self.received = True
-        if first and self.raising:  # a second one must not cut the clean-up short
-            raise Terminated(TERMINATED_MESSAGE)
-
-    def __enter__(self) -> "StopOnSigterm":
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-            self._installed = True
-        except ValueError:  # not the main thread
-            pass
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        if self._installed:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 def main(
