@@ -3,7 +3,9 @@
 Session scope: ``control_plane`` (etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler and a real node: containerd + runc, kubelet, kube-proxy),
 ``node_images`` (real images, built and imported once), ``pg`` (PostgreSQL on the
-pod bridge's gateway). Test scope: ``namespace``, ``kubectl``.
+pod bridge's gateway). Test scope: ``namespace``, ``kubectl``; for the operator's tests
+``crd``, ``runner_image``, ``app_image``, ``operator`` (a process scoped to the test's
+namespace) and ``cluster`` (operatorkit.Cluster).
 Every test that uses the control plane is marked ``cluster``.
 """
 
@@ -20,12 +22,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import operatorproc
 import pgserver
 import pytest
 from kubeharness import binaries, controlplane, manifests
 from kubeharness.controlplane import ControlPlane
 from kubeharness.images import NodeImages
 from kubeharness.wait import eventually
+from migrationkit import CRD
+from operatorkit import Cluster
 
 HERE = Path(__file__).parent
 SKIP_PREFIX = "control-plane binaries unavailable"
@@ -128,3 +133,45 @@ def pg(
         tmp_path_factory.mktemp("pg"), host=net.gateway, clients=str(net.subnet)
     ) as server:
         yield server
+
+
+# ----------------------------------------------------------------- the operator's tests
+
+
+@pytest.fixture
+def runner_image(node_images: NodeImages) -> str:
+    return node_images.runner()
+
+
+@pytest.fixture
+def app_image(node_images: NodeImages) -> Callable[..., str]:
+    """app_image(style, version, flavour="root", files=None) -> that sample project's image."""
+    return node_images.app
+
+
+@pytest.fixture
+def crd(control_plane: ControlPlane) -> None:
+    control_plane.kubectl("apply", "-f", str(CRD))
+
+    def served() -> None:  # also refreshes kubectl's discovery cache
+        found = control_plane.kubectl(
+            "api-resources", "--api-group=migrategate.io", "-o", "name", check=False
+        )
+        assert "databasemigrations.migrategate.io" in found, found
+
+    eventually(served, timeout=30)
+
+
+@pytest.fixture
+def operator(
+    control_plane: ControlPlane, namespace: str, crd: None, runner_image: str, tmp_path: Path
+) -> Iterator[operatorproc.Operator]:
+    """An operator process scoped to the test's namespace, with the kubeconfig's admin rights."""
+    log = tmp_path / "operator.log"
+    with operatorproc.running(control_plane.env, namespace, log, runner_image=runner_image) as op:
+        yield op
+
+
+@pytest.fixture
+def cluster(control_plane: ControlPlane, namespace: str) -> Cluster:
+    return Cluster(control_plane, namespace)

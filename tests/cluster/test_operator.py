@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,113 +19,9 @@ import pytest
 import samples
 from kubeharness.wait import eventually
 from migrationkit import REPO
+from operatorkit import Cluster, assert_no_password, assert_phase, db_heads
 
 SEEDS = sorted(samples.STYLES)
-
-
-# ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture
-def runner_image(node_images) -> str:
-    return node_images.runner()
-
-
-@pytest.fixture
-def app_image(node_images) -> Callable[..., str]:
-    """app_image(style, version, flavour="root") -> the name of that sample project's image."""
-    return node_images.app
-
-
-@pytest.fixture
-def crd(control_plane) -> None:
-    control_plane.kubectl("apply", "-f", str(REPO / "crds/databasemigrations.migrategate.io.yaml"))
-
-    def served() -> None:  # also refreshes kubectl's discovery cache
-        found = control_plane.kubectl(
-            "api-resources", "--api-group=migrategate.io", "-o", "name", check=False
-        )
-        assert "databasemigrations.migrategate.io" in found, found
-
-    eventually(served, timeout=30)
-
-
-@pytest.fixture
-def operator(control_plane, namespace, crd, runner_image, tmp_path) -> Iterator[Any]:
-    log = tmp_path / "operator.log"
-    with operatorproc.running(control_plane.env, namespace, log, runner_image=runner_image) as op:
-        yield op
-
-
-class Cluster:
-    """Small helpers over kubectl for one namespace."""
-
-    def __init__(self, cp, namespace: str) -> None:
-        self.cp = cp
-        self.ns = namespace
-
-    def kubectl(self, *args: str, **kw) -> str:
-        return self.cp.kubectl(*args, "-n", self.ns, **kw)
-
-    def secret(self, name: str, url: str) -> None:
-        manifest = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "stringData": {"url": url},
-        }
-        self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-
-    def migration(self, name: str, image: str, secret: str, **spec: Any) -> None:
-        manifest = {
-            "apiVersion": "migrategate.io/v1alpha1",
-            "kind": "DatabaseMigration",
-            "metadata": {"name": name},
-            "spec": {
-                "image": image,
-                "databaseURL": {"secretKeyRef": {"name": secret, "key": "url"}},
-                **spec,
-            },
-        }
-        self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-
-    def get(self, *what: str) -> dict[str, Any]:
-        return json.loads(self.kubectl("get", *what, "-o", "json"))
-
-    def status(self, name: str) -> dict[str, Any]:
-        return self.get("dbm", name).get("status") or {}
-
-    def jobs(self, name: str) -> list[dict[str, Any]]:
-        return self.get("jobs", "-l", f"migrategate.io/migration={name}")["items"]
-
-    def wait_ready(self, name: str, timeout: int = 120) -> dict[str, Any]:
-        """Ready=True (polled, so a failure shows the status), then `kubectl wait` agrees."""
-        self.wait_condition(name, "Ready", timeout)
-        self.kubectl("wait", "--for=condition=Ready", f"dbm/{name}", "--timeout=10s")
-        return self.status(name)
-
-    def wait_condition(self, name: str, kind: str, timeout: float = 120) -> dict[str, Any]:
-        def check() -> dict[str, Any]:
-            st = self.status(name)
-            conds = {c["type"]: c for c in st.get("conditions") or []}
-            assert conds.get(kind, {}).get("status") == "True", st
-            return st
-
-        return eventually(check, timeout=timeout, interval=0.2)
-
-
-@pytest.fixture
-def cluster(control_plane, namespace) -> Cluster:
-    return Cluster(control_plane, namespace)
-
-
-def db_heads(pg: pgserver.PgServer, db: str) -> list[str]:
-    return sorted(row[0] for row in pg.execute("SELECT version_num FROM alembic_version", db))
-
-
-def assert_no_password(text: str) -> None:
-    for secret in (pgserver.APP_PASSWORD, pgserver.SPECIAL_PASSWORD):
-        assert secret not in text
 
 
 # ----------------------------------------------------------------------------- tests
@@ -222,13 +118,8 @@ def test_failing_revision_stalls_without_leaking_or_looping(cluster, operator, a
     assert_no_password(events + operator.log())
     # The fix (a new image) starts again and succeeds.
     cluster.migration("shop", app_image(style, "v3"), "db")
-    eventually(lambda: _assert_phase(cluster, "shop", "Succeeded", generation=3), timeout=120)
+    eventually(lambda: assert_phase(cluster, "shop", "Succeeded", generation=3), timeout=120)
     assert db_heads(pg, db) == [samples.head_of("v3")]
-
-
-def _assert_phase(cluster: Cluster, name: str, phase: str, generation: int) -> None:
-    st = cluster.status(name)
-    assert st.get("observedGeneration") == generation and st.get("phase") == phase, st
 
 
 def test_missing_secret_stalls_naming_it(cluster, operator, app_image, pg):
@@ -290,7 +181,7 @@ def test_operator_killed_while_job_runs_adopts_it(
         op.start()
         try:
             cluster.migration("shop", app_image(style, "v2"), "db")
-            eventually(lambda: _assert_phase(cluster, "shop", "Running", 1), timeout=60)
+            eventually(lambda: assert_phase(cluster, "shop", "Running", 1), timeout=60)
             eventually(lambda: _assert_pod_running(cluster), timeout=60)
             op.kill()
             op = operatorproc.Operator(control_plane.env, namespace, log, runner_image)

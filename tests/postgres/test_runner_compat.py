@@ -22,21 +22,6 @@ pytestmark = pytest.mark.postgres
 COMPAT_PYTHON = os.environ.get("MIGRATEGATE_COMPAT_PYTHON", "")
 OPERATOR_DIR = Path(__file__).resolve().parents[2] / "operator"
 
-BASE_14 = '''"""Declarative base in the SQLAlchemy 1.4 spelling."""
-
-from sqlalchemy import Column, Integer, String
-from sqlalchemy.orm import declarative_base
-
-Base = declarative_base()
-
-
-class Item(Base):
-    __tablename__ = "items"
-    id = Column(Integer, primary_key=True)
-    name = Column(String(100), nullable=False)
-    slug = Column(String(100), nullable=False)
-'''
-
 
 def compat_versions() -> str:
     if not COMPAT_PYTHON:
@@ -54,7 +39,7 @@ def test_runner_on_python39_sqlalchemy14(
     driver: str, pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path
 ) -> None:
     app = samples.materialize("seed004_ini_url", "v3", tmp_path / "app")
-    (app / "app" / "db" / "base.py").write_text(BASE_14)
+    (app / samples.BASE_14_PATH).write_text(samples.BASE_14)
     result = tmp_path / "result.json"
     env = {**kit.base_env(pg_server.url(pg_database)), "PYTHONPATH": str(OPERATOR_DIR)}
     argv = [COMPAT_PYTHON, "-m", "migrategate.runner", "migrate", "--driver", driver]

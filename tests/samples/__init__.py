@@ -37,6 +37,24 @@ VERSIONS: dict[str, tuple[tuple[str, ...], str]] = {
 # v2/v3 waiting until it lets go: a migration that is as slow as the test wants.
 SLOW_LOCK_KEY = 7400001
 
+# seed004_ini_url's ``app/db/base.py`` in the SQLAlchemy 1.4 spelling: the samples use 2.0's
+# ``DeclarativeBase``, which 1.4 lacks. Put it in place to run the sample under SQLAlchemy 1.4.
+BASE_14_PATH = "app/db/base.py"
+BASE_14 = '''"""Declarative base in the SQLAlchemy 1.4 spelling."""
+
+from sqlalchemy import Column, Integer, String
+from sqlalchemy.orm import declarative_base
+
+Base = declarative_base()
+
+
+class Item(Base):
+    __tablename__ = "items"
+    id = Column(Integer, primary_key=True)
+    name = Column(String(100), nullable=False)
+    slug = Column(String(100), nullable=False)
+'''
+
 # Environment variable naming a file the sample's ``app`` package appends a line
 # to whenever it is imported (proof that env.py ran).
 IMPORT_MARKER_ENV = "SAMPLE_IMPORT_MARKER"
