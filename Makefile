@@ -31,7 +31,7 @@ $(COMPAT_VENV)/.installed:
 		$(COMPAT_PYTHON) -m venv $(COMPAT_VENV) && \
 		$(COMPAT_VENV)/bin/pip install -q "SQLAlchemy>=1.4,<2" alembic psycopg2-binary asyncpg && \
 		touch $@; \
-	else echo "no Python 3.9 here: the runner's compatibility tests will skip"; fi
+	else echo "no Python 3.9 here: the runner's compatibility tests will skip (and fail under CI=true)"; fi
 
 # Debian packages of the real node and the image builds (runc, CNI plugins, buildah, ...).
 system-deps:
