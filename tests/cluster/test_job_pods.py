@@ -68,6 +68,20 @@ def runner_result(pod: dict[str, Any]) -> dict[str, Any]:
     return dict(json.loads(main["state"]["terminated"]["message"]))
 
 
+def wait_migrated(cluster: Cluster, name: str, timeout: float = 180) -> dict[str, Any]:
+    """Ready, or fail as soon as the migration stalls (showing why)."""
+
+    def settled() -> dict[str, Any]:
+        st = cluster.status(name)
+        done = {c["type"] for c in st.get("conditions") or [] if c["status"] == "True"}
+        assert done & {"Ready", "Stalled"}, st
+        return st
+
+    st = eventually(settled, timeout=timeout, interval=0.5)
+    assert st["phase"] == "Succeeded", (name, st.get("message"))
+    return st
+
+
 def events_of(cluster: Cluster, kind: str, name: str) -> list[dict[str, Any]]:
     selector = f"involvedObject.kind={kind},involvedObject.name={name}"
     return cluster.get("events", "--field-selector", selector)["items"]
@@ -108,7 +122,7 @@ def test_every_app_flavour_migrates_under_restricted_pod_security(
         control_plane, namespace, control
     )
     for flavour, db in dbs.items():
-        st = cluster.wait_ready(flavour, timeout=180)
+        st = wait_migrated(cluster, flavour)
         assert st["attempts"] == 1 and st["currentRevision"] == [HEAD], (flavour, st)
         assert db_heads(pg, db) == [HEAD]
         (job,) = cluster.jobs(flavour)
@@ -164,7 +178,7 @@ def test_the_runner_writes_tmp_and_home_under_a_read_only_root(cluster, operator
     files = {samples.BASE_14_PATH: base + WRITES_PROBE}
     # named-user: the image's HOME (/home/app) belongs to a user the pod does not run as.
     cluster.migration("shop", app_image(STYLE, "v1", "named-user", files=files), "db")
-    st = cluster.wait_ready("shop")
+    st = wait_migrated(cluster, "shop")
     assert st["currentRevision"] == [HEAD]
     (pod,) = cluster.pods("shop")
     logs = cluster.kubectl("logs", pod["metadata"]["name"], "-c", c.CONTAINER_NAME)
