@@ -227,6 +227,17 @@ class PgServer:
         credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
         return f"{driver}://{credentials}@{self.host}:{self.port}/{dbname}"
 
+    def local_url(
+        self,
+        dbname: str,
+        user: str = APP_USER,
+        password: str = APP_PASSWORD,
+        driver: str = "postgresql+asyncpg",
+    ) -> str:
+        """The URL for a client in the test process. The same as ``url`` here; an
+        external server (kubeharness.external) may be reached otherwise from pods."""
+        return self.url(dbname, user, password, driver)
+
     def destroy(self) -> None:
         """Stop the server and remove its directory."""
         self.stop()

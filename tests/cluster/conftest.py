@@ -7,6 +7,10 @@ pod bridge's gateway). Test scope: ``namespace``, ``kubectl``; for the operator'
 ``crd``, ``runner_image``, ``app_image``, ``operator`` (a process scoped to the test's
 namespace) and ``cluster`` (operatorkit.Cluster).
 Every test that uses the control plane is marked ``cluster``.
+
+With ``MIGRATEGATE_KUBECONFIG`` set, ``control_plane``, ``node_images`` and ``pg`` are
+an existing cluster, its images and its PostgreSQL instead (kubeharness/external.py),
+and tests marked ``own_node`` skip.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 import operatorproc
 import pgserver
 import pytest
-from kubeharness import binaries, controlplane, manifests
+from kubeharness import binaries, controlplane, external, manifests
 from kubeharness.controlplane import ControlPlane
 from kubeharness.images import NodeImages
 from kubeharness.wait import eventually
@@ -41,6 +45,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "control_plane" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.cluster)
+        if item.get_closest_marker("own_node") and external.kubeconfig_path():
+            item.add_marker(pytest.mark.skip(reason=external.OWN_NODE_REASON))
 
 
 @pytest.hookimpl(wrapper=True)
@@ -61,6 +67,11 @@ def _in_ci() -> bool:
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """A running control plane; its kubeconfig and ``env`` serve kubectl, helm and clients."""
+    kubeconfig = external.kubeconfig_path()
+    if kubeconfig is not None:  # an existing cluster: kubeharness/external.py
+        with external.connected(kubeconfig) as cluster:
+            yield cluster
+        return
     if os.geteuid() != 0:
         pytest.skip(f"{SKIP_PREFIX}: the real node (containerd, kubelet) needs root")
     missing = binaries.missing()
@@ -86,6 +97,8 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 @pytest.fixture(scope="session")
 def node_images(control_plane: ControlPlane) -> NodeImages:
+    if isinstance(control_plane, external.ExternalCluster):
+        return external.mapped_images()
     images = NodeImages(control_plane)
     images.busybox()
     return images
@@ -128,6 +141,10 @@ def pg(
 ) -> Iterator[pgserver.PgServer]:
     """One throwaway PostgreSQL server for the session, listening on the pod bridge's
     gateway so pods reach it; each test creates its own database."""
+    if isinstance(control_plane, external.ExternalCluster):
+        with external.running_pg(tmp_path_factory.mktemp("pg")) as external_server:
+            yield external_server
+        return
     net = control_plane.net
     with pgserver.running_server(
         tmp_path_factory.mktemp("pg"), host=net.gateway, clients=str(net.subnet)

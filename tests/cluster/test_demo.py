@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import samples
 from kubeharness import binaries
+
+pytestmark = pytest.mark.own_node  # the demo starts its own cluster
 
 DEMO = Path(__file__).with_name("demo.py")
 

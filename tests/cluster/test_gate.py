@@ -595,7 +595,7 @@ def test_init_container_mode_waits_for_the_schema_without_the_operator(ctx):
     # Migrate from outside the cluster (a CI step, say): the pods start.
     migrate = [sys.executable, "-m", "migrategate.runner", "migrate", "--config", "alembic.ini"]
     project = samples.materialize(STYLE, "v1", ctx.tmp / "project")
-    env = {**os.environ, "DATABASE_URL": ctx.pg.url(app.db)}
+    env = {**os.environ, "DATABASE_URL": ctx.pg.local_url(app.db)}
     done = subprocess.run(migrate, cwd=project, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     app.wait_rolled_out("v1", timeout=60)

@@ -12,6 +12,8 @@ from kubeharness import manifests as m
 from kubeharness.node import NODE_NAME
 from kubeharness.wait import eventually
 
+pytestmark = pytest.mark.own_node  # skips against an existing cluster (MIGRATEGATE_KUBECONFIG)
+
 Kubectl = Callable[..., str]
 
 

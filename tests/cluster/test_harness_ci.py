@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.own_node  # skips against an existing cluster (MIGRATEGATE_KUBECONFIG)
+
 HERE = Path(__file__).parent
 
 

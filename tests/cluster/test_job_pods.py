@@ -358,6 +358,7 @@ def _retrying_event(cluster: Cluster) -> dict[str, Any]:
 # ----------------------------------------------------------------- image pulls
 
 
+@pytest.mark.own_node  # it imports the image into the node's containerd itself
 def test_an_image_that_appears_within_the_pull_grace_is_migrated(
     cluster, control_plane, namespace, crd, runner_image, node_images, pg, tmp_path
 ):

@@ -26,12 +26,18 @@ class ApiError(Exception):
 
 class KubeAPI:
     def __init__(self, server: str, pki: Path) -> None:
+        """``pki`` holds ``ca.crt`` and ``admin.crt``/``admin.key``, or (an existing
+        cluster's, see kubeharness.external) a ``token`` instead of the pair."""
         ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        headers = {}
+        if (pki / "token").exists():
+            headers["Authorization"] = f"Bearer {(pki / 'token').read_text().strip()}"
+        else:
+            ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
         self.server = server
         # Watch lines can be long (a pod is several KiB); raise aiohttp's line limit.
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ctx, limit=50), read_bufsize=2**22
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=50), read_bufsize=2**22, headers=headers
         )
 
     async def close(self) -> None:
