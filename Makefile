@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup compat system-deps cluster-binaries lint test test-unit demo crd bench
+.PHONY: setup compat system-deps cluster-binaries lint test test-unit demo crd bench kind-e2e
 
 # DEMO_ARGS=--keep leaves the demo running until Ctrl-C.
 DEMO_ARGS ?=
@@ -64,3 +64,8 @@ crd: setup
 
 bench: setup cluster-binaries
 	PYTHONPATH=tests:tests/cluster $(PY) -m bench
+
+# The cluster scenarios on a kind cluster (docker with a daemon, kind, kubectl, helm);
+# without them it says what is missing and exits 0. PYTEST_ARGS go to pytest.
+kind-e2e: setup
+	PYTHON=$(PY) bash tests/cluster/kind/run.sh $(PYTEST_ARGS)

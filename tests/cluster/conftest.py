@@ -49,21 +49,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=external.OWN_NODE_REASON))
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
-    """Under CI=true a cluster test may not skip: its skip becomes a failure."""
-    report = yield
-    if report.skipped and _in_ci() and item.get_closest_marker("cluster"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.outcome = "failed"
-        report.longrepr = f"CI=true, so a cluster test may not skip: {reason}"
-    return report
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """A running control plane; its kubeconfig and ``env`` serve kubectl, helm and clients."""

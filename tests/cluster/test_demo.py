@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import samples
-from kubeharness import binaries
+from demo import APP, STYLE
+from kubeharness import binaries, imagebuild
+from kubeharness.network import ISOLATED
 
 pytestmark = pytest.mark.own_node  # the demo starts its own cluster
 
@@ -19,9 +21,14 @@ DEMO = Path(__file__).with_name("demo.py")
 def test_demo_migrates_and_releases_the_example_app(control_plane) -> None:
     # control_plane only to share the suite's skip/CI rule; the demo starts its own.
     assert not binaries.missing()
+    # Its own namespaces, as a second cluster must; its images built out here, where pip
+    # can reach PyPI should a base need building.
+    imagebuild.runner_image()
+    for version in ("v1", "v2"):
+        imagebuild.app_image(STYLE, version, files={"serve.py": APP})
     env = {**os.environ, "PYTHONPATH": str(DEMO.parents[1])}
     done = subprocess.run(
-        [sys.executable, str(DEMO)], env=env, capture_output=True, text=True, timeout=900
+        [*ISOLATED, sys.executable, str(DEMO)], env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     out = done.stdout

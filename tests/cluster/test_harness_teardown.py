@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 from kubeharness import binaries, node
+from kubeharness.network import ISOLATED
 from kubeharness.wait import eventually
 
 pytestmark = pytest.mark.own_node  # skips against an existing cluster (MIGRATEGATE_KUBECONFIG)
 
 HERE = Path(__file__).parent
-ISOLATED = ["unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc"]
 
 
 def inner_pid(unshare_pid: int) -> int:
