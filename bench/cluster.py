@@ -16,6 +16,7 @@ Needs root and PYTHONPATH=tests:tests/cluster (``make bench`` sets it).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -40,6 +41,16 @@ INSIDE = "MIGRATEGATE_BENCH_ISOLATED"  # set in the re-run benchmark's environme
 def say(text: str) -> None:
     """Progress on stderr; stdout carries the results."""
     print(f"==> {text}", file=sys.stderr, flush=True)
+
+
+def publish(results: Mapping[str, Any], path: Path | None) -> int:
+    """Print ``results`` as JSON on stdout and, with ``path`` (--json), write them there
+    too; 0, the benchmark's exit status."""
+    text = json.dumps(results, indent=2)
+    print(text)
+    if path:
+        path.write_text(text + "\n")
+    return 0
 
 
 def isolated(name: str, argv: list[str], images: Callable[[], object]) -> int | None:

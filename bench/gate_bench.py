@@ -188,11 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_p95_ms": GOAL_P95_MS,
     }
     results["met"] = results["job_complete_to_last_pod_released"]["p95_ms"] <= GOAL_P95_MS
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    return cluster.publish(results, args.json)
 
 
 if __name__ == "__main__":

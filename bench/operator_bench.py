@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -134,11 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "job_complete_to_ready_p95_ms": 300,
         "idle_rss_mb": 120,
     }
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    return cluster.publish(results, args.json)
 
 
 if __name__ == "__main__":

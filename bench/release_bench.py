@@ -327,11 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     counted = runs[args.warmup * len(modes) :]
     results = report(counted)
     results["warmup_runs_ms"] = [round(r.total * 1000) for r in runs[: args.warmup * len(modes)]]
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    return cluster.publish(results, args.json)
 
 
 if __name__ == "__main__":

@@ -375,11 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             rec.stop()
     results["goals"] = GOALS
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
-    return 0
+    return cluster.publish(results, args.json)
 
 
 if __name__ == "__main__":
