@@ -25,12 +25,11 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 import pgserver
 
-from bench.runner_bench import BIN, build_project, commands, timed
+from bench.runner_bench import BIN, arguments, commands, project_on_server, timed
 
 GOAL_FLOOR_RATIO = 2.0
 FLOOR = """\
@@ -79,12 +78,8 @@ def measure(pg: pgserver.PgServer, project: Path, runs: int) -> dict[str, object
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench floor", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=9, help="runs per contender")
-    parser.add_argument("--chain", type=int, default=200, help="revisions in the project")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args(argv)
-    with pgserver.running_server() as pg, tempfile.TemporaryDirectory() as tmp:
-        project = build_project(Path(tmp) / "app", args.chain)
+    args = arguments(parser, argv, 9, "runs per contender", "revisions in the project")
+    with project_on_server(args.chain) as (pg, project):
         figures = measure(pg, project, args.runs)
     figures["revisions"] = args.chain
     m, c = figures["median_s"], figures["median_cpu_s"]

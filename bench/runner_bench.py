@@ -16,6 +16,7 @@ clock; the two commands alternate so machine load hits both alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pgserver
@@ -229,14 +231,33 @@ def summarise(measured: tuple[Times, Times], goal: float) -> dict[str, object]:
     }
 
 
+def arguments(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    runs: int,
+    runs_help: str,
+    chain_help: str,
+) -> argparse.Namespace:
+    """``argv`` parsed with --runs (default ``runs``), --chain and --json added to ``parser``."""
+    parser.add_argument("--runs", type=int, default=runs, help=runs_help)
+    parser.add_argument("--chain", type=int, default=200, help=chain_help)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def project_on_server(chain: int) -> Iterator[tuple[pgserver.PgServer, Path]]:
+    """A PostgreSQL server and ``build_project``'s project of ``chain`` revisions, in a
+    temporary directory; both gone afterwards."""
+    with pgserver.running_server() as pg, tempfile.TemporaryDirectory() as tmp:
+        yield pg, build_project(Path(tmp) / "app", chain)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench runner", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7, help="runs per command (median of these)")
-    parser.add_argument("--chain", type=int, default=200, help="revisions in the chain")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args(argv)
-    with pgserver.running_server() as pg, tempfile.TemporaryDirectory() as tmp:
-        project = build_project(Path(tmp) / "app", args.chain)
+    runs_help = "runs per command (median of these)"
+    args = arguments(parser, argv, 7, runs_help, "revisions in the chain")
+    with project_on_server(args.chain) as (pg, project):
         figures = {
             "no-op": summarise(bench_noop(pg, project, args.runs), GOALS["no-op"]),
             "chain": summarise(bench_chain(pg, project, args.runs), GOALS["chain"]),
