@@ -1,13 +1,17 @@
 """Pieces every migration test on the local cluster needs: the repository's paths, a
-kubeconfig for a ServiceAccount's token, and the operator installed by its chart."""
+kubeconfig for a ServiceAccount's token, an operator identity with deploy/rbac.yaml's
+rights, and the operator installed by its chart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubeharness.controlplane import ControlPlane
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -28,6 +32,64 @@ def token_kubeconfig(server: str, ca_file: Path, token: str, path: Path) -> Path
     }
     path.write_text(json.dumps(config))
     return path
+
+
+@contextlib.contextmanager
+def operator_identity(
+    cp: ControlPlane,
+    namespace: str,
+    path: Path,
+    without: tuple[str, str] | None = None,
+    token_args: tuple[str, ...] = (),
+) -> Iterator[Path]:
+    """A ServiceAccount ``<namespace>-operator`` bound to a copy of deploy/rbac.yaml's
+    ClusterRole under that name (so other modules' copies are untouched); yields a
+    kubeconfig at ``path`` with its token (``kubectl create token`` plus ``token_args``),
+    and deletes all three afterwards.
+
+    ``without=(resource, verb)`` leaves ``verb`` out of the rules that name ``resource``.
+    """
+    docs = yaml.safe_load_all((REPO / "deploy/rbac.yaml").read_text())
+    (role,) = [
+        d
+        for d in docs
+        if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "migrategate-operator"
+    ]
+    if without is not None:
+        resource, verb = without
+        rules = []
+        for rule in role["rules"]:
+            if resource in rule["resources"]:
+                rule = {**rule, "verbs": [v for v in rule["verbs"] if v != verb]}
+            rules.append(rule)
+        role = {**role, "rules": rules}
+    name = f"{namespace}-operator"
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace},
+        },
+        {**role, "metadata": {"name": name}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
+    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+    cp.kubectl("apply", "-f", "-", input=manifest)
+    try:
+        token = cp.kubectl("create", "token", name, "-n", namespace, *token_args).strip()
+        yield token_kubeconfig(cp.server, cp.ca_file, token, path)
+    finally:
+        cp.kubectl("delete", "-f", "-", "--wait=false", input=manifest, check=False)
 
 
 OPERATOR_CHART = REPO / "charts" / "migrategate"

@@ -28,7 +28,6 @@ import operatorproc
 import pgserver
 import pytest
 import samples
-import yaml
 from kubeharness import manifests as m
 from kubeharness.wait import eventually
 from migrategate.api import constants as c
@@ -70,41 +69,11 @@ def operator_kubeconfig(control_plane, gate_ns, tmp_path_factory) -> Iterator[Pa
     """A ServiceAccount token bound to deploy/rbac.yaml's ClusterRole rules (copied under a
     name of this module's own, so other modules' copies of deploy/rbac.yaml are untouched):
     the gate must work with exactly the rights the operator ships with."""
-    cp = control_plane
-    docs = yaml.safe_load_all((REPO / "deploy/rbac.yaml").read_text())
-    (role,) = [
-        d
-        for d in docs
-        if d and d["metadata"]["name"] == "migrategate-operator" and d["kind"] == "ClusterRole"
-    ]
-    name = f"{gate_ns}-operator"
-    objects = [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": gate_ns},
-        },
-        {**role, "metadata": {"name": name}},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": gate_ns}],
-        },
-    ]
-    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-    cp.kubectl("apply", "-f", "-", input=manifest)
-    try:
-        token = cp.kubectl("create", "token", name, "-n", gate_ns, "--duration=2h").strip()
-        path = tmp_path_factory.mktemp("gate-identity") / "operator.kubeconfig"
-        yield migrationkit.token_kubeconfig(cp.server, cp.ca_file, token, path)
-    finally:
-        cp.kubectl("delete", "-f", "-", "--wait=false", input=manifest, check=False)
+    path = tmp_path_factory.mktemp("gate-identity") / "operator.kubeconfig"
+    with migrationkit.operator_identity(
+        control_plane, gate_ns, path, token_args=("--duration=2h",)
+    ) as kubeconfig:
+        yield kubeconfig
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,11 @@ while the kubelet backs off pulling it, and an operator whose RBAC lacks a list.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import gatewatch
@@ -24,12 +21,11 @@ import operatorproc
 import pgserver
 import pytest
 import samples
-import yaml
 from kubeharness import imagebuild
 from kubeharness.controlplane import ControlPlane
 from kubeharness.wait import eventually
 from migrategate.api import constants as c
-from migrationkit import REPO, token_kubeconfig
+from migrationkit import operator_identity
 from operatorkit import Cluster, assert_no_password, db_heads
 
 STYLE = "seed004_ini_url"  # engine_from_config(sqlalchemy.url): runs on every flavour's driver
@@ -394,52 +390,6 @@ def _pull_failing(cluster: Cluster) -> dict[str, Any]:
 # ----------------------------------------------------------------- RBAC
 
 
-@contextlib.contextmanager
-def identity_without(
-    cp: ControlPlane, namespace: str, resource: str, verb: str, path: Path
-) -> Iterator[Path]:
-    """A ServiceAccount bound to a copy of deploy/rbac.yaml's ClusterRole that lacks ``verb``
-    on ``resource``; yields a kubeconfig with its token."""
-    docs = yaml.safe_load_all((REPO / "deploy/rbac.yaml").read_text())
-    (role,) = [
-        d
-        for d in docs
-        if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "migrategate-operator"
-    ]
-    rules = []
-    for rule in role["rules"]:
-        if resource in rule["resources"]:
-            rule = {**rule, "verbs": [v for v in rule["verbs"] if v != verb]}
-        rules.append(rule)
-    name = f"{namespace}-operator"
-    objects = [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": name, "namespace": namespace},
-        },
-        {**role, "metadata": {"name": name}, "rules": rules},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        },
-    ]
-    manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
-    cp.kubectl("apply", "-f", "-", input=manifest)
-    try:
-        token = cp.kubectl("create", "token", name, "-n", namespace).strip()
-        yield token_kubeconfig(cp.server, cp.ca_file, token, path)
-    finally:
-        cp.kubectl("delete", "-f", "-", "--wait=false", input=manifest, check=False)
-
-
 def reconcile_errors(op: operatorproc.Operator) -> float:
     found = re.search(r'migrategate_reconciles_total\{result="error"\} (\S+)', op.metrics())
     return float(found.group(1)) if found else 0.0
@@ -454,7 +404,7 @@ def test_an_operator_that_cannot_list_its_children_never_acts_blind(
     cluster.secret("db", pg.url(db))
     image = app_image(STYLE, "v1")
     kubeconfig = tmp_path / "operator.kubeconfig"
-    with identity_without(cp, namespace, resource, "list", kubeconfig) as identity:
+    with operator_identity(cp, namespace, kubeconfig, without=(resource, "list")) as identity:
         env = {**cp.env, "KUBECONFIG": str(identity)}
         sa = f"system:serviceaccount:{namespace}:{namespace}-operator"
         can = cp.kubectl(
