@@ -20,7 +20,7 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,21 +90,29 @@ class ControlPlane:
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         """Run the built kubectl against this cluster and return its stdout."""
-        done = subprocess.run(
-            [str(self.bin_dir / "kubectl"), *args],
-            env=self.env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
-        return done.stdout
+        return run_kubectl(str(self.bin_dir / "kubectl"), args, self.env, input, check)
 
     def log(self, name: str) -> str:
         """The output of one component (etcd, kube-apiserver, ...), for debugging."""
         return (self.workdir / f"{name}.log").read_text(errors="replace")
+
+
+def run_kubectl(
+    kubectl: str, args: Sequence[str], env: Mapping[str, str], input: str | None, check: bool
+) -> str:
+    """``kubectl args`` with ``env`` (and ``input`` on stdin); its stdout. With ``check``,
+    a failure raises RuntimeError with its stderr."""
+    done = subprocess.run(
+        [kubectl, *args],
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and done.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
 
 
 def free_port() -> int:

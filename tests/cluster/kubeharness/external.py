@@ -48,6 +48,8 @@ import pgserver
 import pytest
 import yaml
 
+from .controlplane import run_kubectl
+
 KUBECONFIG_ENV = "MIGRATEGATE_KUBECONFIG"
 IMAGES_ENV = "MIGRATEGATE_IMAGES"
 PG_ADMIN_URL_ENV = "MIGRATEGATE_PG_ADMIN_URL"
@@ -178,17 +180,7 @@ class ExternalCluster:
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         """Run kubectl from PATH against this cluster and return its stdout."""
-        done = subprocess.run(
-            ["kubectl", *args],
-            env=self.env,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and done.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip()}")
-        return done.stdout
+        return run_kubectl("kubectl", args, self.env, input, check)
 
 
 @contextlib.contextmanager
