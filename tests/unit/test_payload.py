@@ -160,8 +160,10 @@ def test_payload_parses_as_python_3_9(payload: Path) -> None:
 
 
 def _python_3_9() -> str | None:
-    candidates = [shutil.which("python3.9")]
-    candidates += sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.9*/bin/python3.9")))
+    # make test's compat virtualenv first; then PATH, then pyenv (PYENV_ROOT or ~/.pyenv).
+    candidates = [os.environ.get("MIGRATEGATE_COMPAT_PYTHON"), shutil.which("python3.9")]
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates += sorted(glob.glob(str(pyenv / "versions/3.9*/bin/python3.9")))
     for candidate in candidates:
         if not candidate:
             continue
