@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import gatewatch
+import operatorkit
 import pgserver
 import samples
 from kubeharness import manifests as m
@@ -48,15 +49,7 @@ def manifests(name: str, image: str, replicas: int) -> list[dict[str, Any]]:
     """A DatabaseMigration and a Deployment whose pods wait for it, as the example chart does
     (their pods pass the namespace's restricted Pod Security profile)."""
     labels = {"app.kubernetes.io/name": name}
-    migration = {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": name},
-        "spec": {
-            "image": image,
-            "databaseURL": {"secretKeyRef": {"name": name, "key": "url"}},
-        },
-    }
+    migration = operatorkit.migration_manifest(name, image, name)
     app = m.container("app", "exec sleep infinity", image=image)
     pod_spec = {
         **m.pod_spec(app, restartPolicy="Always"),

@@ -1,5 +1,6 @@
 """What the operator's cluster tests share (test_operator.py, test_job_pods.py): ``Cluster``,
-kubectl helpers over one namespace, and small assertions about DatabaseMigrations and the
+kubectl helpers over one namespace, a DatabaseMigration's manifest (the gate benchmark's
+too), and small assertions about DatabaseMigrations and the
 database. Their fixtures (``crd``, ``runner_image``, ``app_image``, ``operator``,
 ``cluster``) are in conftest.py.
 """
@@ -11,6 +12,21 @@ from typing import Any
 
 import pgserver
 from kubeharness.wait import eventually
+
+
+def migration_manifest(name: str, image: str, secret: str, **spec: Any) -> dict[str, Any]:
+    """A DatabaseMigration of ``image`` whose database URL is the key ``url`` of the
+    Secret ``secret``; ``spec`` adds or replaces fields of its spec."""
+    return {
+        "apiVersion": "migrategate.io/v1alpha1",
+        "kind": "DatabaseMigration",
+        "metadata": {"name": name},
+        "spec": {
+            "image": image,
+            "databaseURL": {"secretKeyRef": {"name": secret, "key": "url"}},
+            **spec,
+        },
+    }
 
 
 class Cluster:
@@ -33,16 +49,7 @@ class Cluster:
         self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
     def migration(self, name: str, image: str, secret: str, **spec: Any) -> None:
-        manifest = {
-            "apiVersion": "migrategate.io/v1alpha1",
-            "kind": "DatabaseMigration",
-            "metadata": {"name": name},
-            "spec": {
-                "image": image,
-                "databaseURL": {"secretKeyRef": {"name": secret, "key": "url"}},
-                **spec,
-            },
-        }
+        manifest = migration_manifest(name, image, secret, **spec)
         self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
 
     def get(self, *what: str) -> dict[str, Any]:
