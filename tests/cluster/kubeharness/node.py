@@ -208,9 +208,14 @@ def cgroup_pids(name: str) -> list[int]:
     """Pids in ``/name`` or below, in any hierarchy."""
     pids: set[int] = set()
     for hierarchy in cgroup_hierarchies():
-        for procs in (hierarchy / name).rglob("cgroup.procs"):
-            with contextlib.suppress(OSError):
-                pids.update(int(p) for p in procs.read_text().split())
+        for _ in range(5):  # pod cgroups come and go: a walk that lost one starts again
+            try:
+                for procs in (hierarchy / name).rglob("cgroup.procs"):
+                    with contextlib.suppress(OSError):
+                        pids.update(int(p) for p in procs.read_text().split())
+                break
+            except OSError:
+                continue
     return sorted(pids)
 
 
