@@ -216,6 +216,11 @@ class PgServer:
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
 
+    @property
+    def pod_address(self) -> tuple[str, int]:
+        """Where pods reach the server; here the same address as the test process."""
+        return self.host, self.port
+
     def url(
         self,
         dbname: str,
@@ -224,8 +229,7 @@ class PgServer:
         driver: str = "postgresql+asyncpg",
     ) -> str:
         """The URL an application would get from its Secret (password percent-encoded)."""
-        credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
-        return f"{driver}://{credentials}@{self.host}:{self.port}/{dbname}"
+        return _url(*self.pod_address, dbname, user, password, driver)
 
     def local_url(
         self,
@@ -234,14 +238,19 @@ class PgServer:
         password: str = APP_PASSWORD,
         driver: str = "postgresql+asyncpg",
     ) -> str:
-        """The URL for a client in the test process. The same as ``url`` here; an
-        external server (kubeharness.external) may be reached otherwise from pods."""
-        return self.url(dbname, user, password, driver)
+        """The URL for a client in the test process (the same as ``url`` unless pods
+        reach the server elsewhere, as an external one in kubeharness.external)."""
+        return _url(self.host, self.port, dbname, user, password, driver)
 
     def destroy(self) -> None:
         """Stop the server and remove its directory."""
         self.stop()
         shutil.rmtree(self.base_dir, ignore_errors=True)
+
+
+def _url(host: str, port: int, dbname: str, user: str, password: str, driver: str) -> str:
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    return f"{driver}://{credentials}@{host}:{port}/{dbname}"
 
 
 def reachable_by_server_user(path: Path) -> bool:

@@ -42,7 +42,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pgserver
 import pytest
@@ -321,24 +321,9 @@ class ExternalPg(pgserver.PgServer):
     start_command: str = ""
     created: list[str] = field(default_factory=list)
 
-    def url(
-        self,
-        dbname: str,
-        user: str = pgserver.APP_USER,
-        password: str = pgserver.APP_PASSWORD,
-        driver: str = "postgresql+asyncpg",
-    ) -> str:
-        credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
-        return f"{driver}://{credentials}@{self.pod_host}:{self.pod_port}/{dbname}"
-
-    def local_url(
-        self,
-        dbname: str,
-        user: str = pgserver.APP_USER,
-        password: str = pgserver.APP_PASSWORD,
-        driver: str = "postgresql+asyncpg",
-    ) -> str:
-        return super().url(dbname, user, password, driver)
+    @property
+    def pod_address(self) -> tuple[str, int]:
+        return self.pod_host, self.pod_port
 
     def create_database(self, name: str | None = None, owner: str = pgserver.APP_USER) -> str:
         created = super().create_database(name, owner)
