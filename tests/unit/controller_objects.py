@@ -116,3 +116,33 @@ def pod(
             "containerStatuses": [main],
         },
     }
+
+
+def gated_pod_body(
+    image: str = "shop:2",
+    *,
+    name: str = "web-1",
+    migration: str | None = "shop",
+    gates: tuple[str, ...] = (c.SCHEDULING_GATE,),
+    init_image: str | None = None,
+    created: str = "2026-01-01T00:00:00Z",
+) -> dict:
+    annotations = {c.ANNOTATION_MIGRATION: migration} if migration else {}
+    spec: dict = {
+        "containers": [{"name": "app", "image": image}, {"name": "proxy", "image": "envoy:1"}],
+        "schedulingGates": [{"name": g} for g in gates],
+    }
+    if init_image:
+        spec["initContainers"] = [{"name": "init", "image": init_image}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"uid-{name}",
+            "annotations": annotations,
+            "creationTimestamp": created,
+        },
+        "spec": spec,
+    }

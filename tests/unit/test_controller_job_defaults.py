@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from migrategate.api.models import DatabaseMigrationSpec
-from migrategate.controller import jobs, naming, reconcile
+from migrategate.controller import jobs, migration_decision, naming
 from migrategate.controller.settings import Settings, job_defaults
 
 SPEC = {
@@ -40,8 +40,10 @@ def test_defaults_reach_the_job_but_not_the_content_hash():
         "metadata": {"name": "shop", "namespace": "ns1", "uid": "u1", "generation": 1},
         "spec": SPEC,
     }
-    cfg = reconcile.Config(runner_image="migrategate:test", job_defaults=defaults())
-    plan = reconcile.decide(reconcile.Observed(body, [], [], datetime.now(UTC)), cfg)
+    cfg = migration_decision.Config(runner_image="migrategate:test", job_defaults=defaults())
+    plan = migration_decision.decide(
+        migration_decision.Observed(body, [], [], datetime.now(UTC)), cfg
+    )
     # An administrator changing jobDefaults must not rerun every migration.
     own_hash = naming.content_hash(DatabaseMigrationSpec.model_validate(SPEC))
     assert plan.create["metadata"]["name"] == f"shop-{own_hash}"

@@ -1,11 +1,11 @@
 """kstatus conditions and status diffs."""
 
 from migrategate.api.models import Phase
-from migrategate.controller.status import State, conditions, diff
+from migrategate.controller.status import Standing, conditions, diff
 
-RUNNING = State(Phase.RUNNING, "JobRunning", "running", reconciling=True)
-READY = State(Phase.SUCCEEDED, "Succeeded", "done", ready=True)
-STALLED = State(Phase.FAILED, "MigrationFailed", "boom", stalled=True)
+RUNNING = Standing(Phase.RUNNING, "JobRunning", "running", reconciling=True)
+READY = Standing(Phase.SUCCEEDED, "Succeeded", "done", ready=True)
+STALLED = Standing(Phase.FAILED, "MigrationFailed", "boom", stalled=True)
 
 
 def by_type(conds):

@@ -1,6 +1,6 @@
 """Retry delays: capped exponential backoff with jitter.
 
-The jitter is seeded by the failed Job's name, so every reconcile of the same
+The jitter is seeded by the failed Job's uid, so every reconcile of the same
 failure computes the same delay and no state beyond the Job is needed.
 """
 

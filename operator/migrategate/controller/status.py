@@ -15,7 +15,7 @@ from migrategate.api.models import Phase
 
 
 @dataclass(frozen=True)
-class State:
+class Standing:
     """Where a DatabaseMigration stands, before it is spelled as conditions."""
 
     phase: Phase
@@ -27,7 +27,7 @@ class State:
 
 
 def conditions(
-    state: State,
+    state: Standing,
     generation: int | None,
     previous: list[Mapping[str, Any]] | None,
     now: str,

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import kopf
 
-from migrategate.controller.handlers import gate, jobs, lifecycle, migrations, pods
+from migrategate.controller.handlers import children, gate, lifecycle, migrations
 
-MODULES = (lifecycle, migrations, jobs, pods, gate)
+MODULES = (lifecycle, migrations, children, gate)
 
 
 def build_registry() -> kopf.OperatorRegistry:

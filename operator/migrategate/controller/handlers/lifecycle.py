@@ -8,9 +8,10 @@ from typing import Any
 import kopf
 
 from migrategate.api import constants as c
-from migrategate.controller import metrics, reconcile
+from migrategate.controller import metrics, migration_decision
+from migrategate.controller.gate_keeper import GateKeeper
 from migrategate.controller.kube import Kube
-from migrategate.controller.migrations import Reconciler
+from migrategate.controller.migration_reconciler import Reconciler
 from migrategate.controller.settings import Settings, job_defaults
 
 
@@ -39,15 +40,17 @@ async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any)
     ours: Settings = memo.settings
     tune(settings, ours)
     kube = await Kube.connect()
-    config = reconcile.Config(
+    config = migration_decision.Config(
         runner_image=ours.runner_image,
         runner_image_pull_policy=ours.runner_image_pull_policy,
         message_max_chars=ours.message_max_chars,
         job_defaults=job_defaults(ours),
         image_pull_grace_seconds=ours.image_pull_grace,
     )
+    # Set on the operator-wide memo: kopf gives each object a shallow copy of it.
     memo.kube = kube
     memo.reconciler = Reconciler(kube, config)
+    memo.gate = GateKeeper(kube)
     metrics.serve(ours.metrics_port)
 
 

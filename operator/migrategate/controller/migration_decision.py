@@ -1,4 +1,6 @@
-"""The reconcile decision: one DatabaseMigration and its Jobs and pods in, a plan out. No I/O.
+"""The migration decision: one DatabaseMigration and its Jobs and pods in, a plan out. No I/O.
+
+migration_reconciler.py observes and acts on the plan.
 
 Level-triggered: the plan depends only on what is observed now, so running it
 twice, or after an operator restart, gives the same answer. Job names are
@@ -19,7 +21,6 @@ from migrategate.api import constants as c
 from migrategate.api.models import DatabaseMigrationSpec, JobSpec, Phase
 from migrategate.controller import backoff, jobs, naming
 from migrategate.controller.facts import JobFacts, PodFacts, parse_time
-from migrategate.controller.masking import clean
 from migrategate.controller.outcome import (
     DEFAULT_IMAGE_PULL_GRACE,
     Kind,
@@ -27,7 +28,8 @@ from migrategate.controller.outcome import (
     classify,
     config_error_hint,
 )
-from migrategate.controller.status import State, conditions
+from migrategate.controller.redaction import clean
+from migrategate.controller.status import Standing, conditions
 from migrategate.runner.contract import ResultKey
 
 
@@ -72,7 +74,7 @@ def decide(obs: Observed, cfg: Config) -> Plan:
         spec = DatabaseMigrationSpec.model_validate(obs.body.get("spec") or {})
     except pydantic.ValidationError as e:
         msg = clean(str(e), cfg.message_max_chars)
-        state = State(Phase.FAILED, "InvalidSpec", msg, stalled=True)
+        state = Standing(Phase.FAILED, "InvalidSpec", msg, stalled=True)
         return _finish(obs, cfg, previous, {}, state, None)
     rerun = (meta.get("annotations") or {}).get(c.ANNOTATION_RERUN)
     chash = naming.content_hash(spec, rerun)
@@ -100,7 +102,7 @@ class _Context:
         elif _superseded(latest, self.obs.jobs):
             # Back to an earlier content (a rollback): its old result no longer describes
             # the database, which a newer Job has migrated since. Run it again.
-            plan = self._start_when_free(latest.attempt + 1, note="")
+            plan = self._start_when_free(latest.attempt + 1)
         else:
             pods = [p for p in self.obs.pods if p.job_name == latest.name]
             verdict = classify(latest, pods, self.obs.now, self.cfg.image_pull_grace_seconds)
@@ -125,23 +127,23 @@ class _Context:
         done = prev.get("phase") in (Phase.SUCCEEDED.value, Phase.FAILED.value)
         if prev.get("contentHash") == self.chash and done:
             # Its Job is gone (TTL, history, or removed when stuck): the status stands.
-            state = _state_of(prev)
+            state = _standing_of(prev)
             return _finish(self.obs, self.cfg, prev, {}, state, None)
-        return self._start_when_free(1, note="")
+        return self._start_when_free(1)
 
-    def _start_when_free(self, attempt: int, note: str) -> Plan:
+    def _start_when_free(self, attempt: int) -> Plan:
         """Start `attempt`, unless a Job of another content still runs: one at a time."""
         busy = [j for j in self.obs.jobs if j.active and j.content_hash != self.chash]
         if busy:
             msg = f"waiting for Job {busy[0].name} of the previous spec to finish"
-            state = State(Phase.PENDING, "WaitingForPreviousJob", msg, reconciling=True)
+            state = Standing(Phase.PENDING, "WaitingForPreviousJob", msg, reconciling=True)
             return _finish(self.obs, self.cfg, self.previous, self._base(), state, None)
-        return self._start(attempt, note)
+        return self._start(attempt)
 
-    def _start(self, attempt: int, note: str) -> Plan:
+    def _start(self, attempt: int, note: str = "") -> Plan:
         if self.spec.suspend:
             msg = "suspended: no new Job is started" + (f"; {note}" if note else "")
-            state = State(Phase.PENDING, "Suspended", msg)
+            state = Standing(Phase.PENDING, "Suspended", msg)
             return _finish(self.obs, self.cfg, self.previous, self._base(), state, None)
         name = naming.job_name(self.name, self.chash, attempt)
         meta = self.obs.body["metadata"]
@@ -166,7 +168,7 @@ class _Context:
             "appliedRevisions": None,
             "warnings": None,
         }
-        state = State(Phase.RUNNING, "JobRunning", _running(name, attempt), reconciling=True)
+        state = Standing(Phase.RUNNING, "JobRunning", _running(name, attempt), reconciling=True)
         plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
         plan.create = jobs.build_job(req)
         plan.events = [("Normal", "JobCreated", plan.status["message"])]
@@ -184,13 +186,13 @@ class _Context:
                     f"; {verdict.reason}: {verdict.message}; "
                     f"the attempt fails at {iso(due)} unless the image can be pulled by then"
                 )
-            state = State(Phase.RUNNING, "JobRunning", msg, reconciling=True)
+            state = Standing(Phase.RUNNING, "JobRunning", msg, reconciling=True)
             plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
             plan.requeue_after = verdict.recheck_after
             return plan
         if verdict.kind is Kind.SUCCEEDED:
             fields["migratedImage"] = self.spec.image
-            state = State(Phase.SUCCEEDED, "Succeeded", _success_message(verdict), ready=True)
+            state = Standing(Phase.SUCCEEDED, "Succeeded", _success_message(verdict), ready=True)
             return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
         detail = clean(f"{verdict.reason}: {verdict.message}", limit)
         if verdict.kind is Kind.PERMANENT:
@@ -205,7 +207,7 @@ class _Context:
             ref = self.spec.database_url.secret_key_ref
             hint = config_error_hint(verdict.message, ref.name, ref.key)
             detail = clean(f"{verdict.reason}: {verdict.message}{hint}", self.cfg.message_max_chars)
-        state = State(Phase.FAILED, verdict.reason, detail, stalled=True)
+        state = Standing(Phase.FAILED, verdict.reason, detail, stalled=True)
         return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
 
     def _transient(
@@ -214,7 +216,7 @@ class _Context:
         retry = self.spec.retry
         if job.attempt > retry.limit:
             msg = clean(f"gave up after {job.attempt} attempts; last: {detail}", 10**6)
-            state = State(Phase.FAILED, "RetriesExhausted", msg, stalled=True)
+            state = Standing(Phase.FAILED, "RetriesExhausted", msg, stalled=True)
             return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
         ended = parse_time(verdict.finished_at or job.finish_time) or parse_time(job.created)
         wait = backoff.delay(job.attempt, retry.backoff_seconds, retry.max_backoff_seconds, job.uid)
@@ -223,7 +225,7 @@ class _Context:
             return self._start(job.attempt + 1, note=detail)
         fields["nextAttemptAt"] = iso(due)
         msg = f"attempt {job.attempt} failed ({detail}); retrying at {iso(due)}"
-        state = State(Phase.PENDING, "Retrying", clean(msg, 10**6), reconciling=True)
+        state = Standing(Phase.PENDING, "Retrying", clean(msg, 10**6), reconciling=True)
         plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
         plan.requeue_after = (due - self.obs.now).total_seconds()
         return plan
@@ -279,12 +281,12 @@ def _success_message(verdict: Verdict) -> str:
     return text
 
 
-def _state_of(prev: Mapping[str, Any]) -> State:
+def _standing_of(prev: Mapping[str, Any]) -> Standing:
     ready: Mapping[str, Any] = next(
         (x for x in prev.get("conditions") or [] if x.get("type") == c.CONDITION_READY), {}
     )
     phase = Phase(prev["phase"])
-    return State(
+    return Standing(
         phase,
         ready.get("reason") or phase.value,
         prev.get("message") or "",
@@ -298,14 +300,16 @@ def _finish(
     cfg: Config,
     previous: Mapping[str, Any],
     fields: Mapping[str, Any],
-    state: State,
+    state: Standing,
     verdict: Verdict | None,
 ) -> Plan:
     """The full new status, the Event of a transition, and the metric of an outcome."""
     meta = obs.body.get("metadata") or {}
     generation = meta.get("generation")
     message = clean(state.message, cfg.message_max_chars)
-    state = State(state.phase, state.reason, message, state.ready, state.reconciling, state.stalled)
+    state = Standing(
+        state.phase, state.reason, message, state.ready, state.reconciling, state.stalled
+    )
     status = {k: v for k, v in previous.items() if k != "conditions"}
     status.update(fields)
     status.update(

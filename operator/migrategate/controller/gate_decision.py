@@ -63,7 +63,7 @@ def has_gate(spec: Mapping[str, Any]) -> bool:
     return any(g.get("name") == c.SCHEDULING_GATE for g in spec.get("schedulingGates") or [])
 
 
-def pod_facts(body: Mapping[str, Any]) -> GatedPod:
+def gated_pod(body: Mapping[str, Any]) -> GatedPod:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
     containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]

@@ -1,4 +1,4 @@
-"""Reconciling one DatabaseMigration: observe, decide (pure), apply."""
+"""Reconciling one DatabaseMigration: observe, decide (migration_decision, pure), act."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from migrategate.controller import metrics, reconcile, status
+from migrategate.controller import metrics, migration_decision, status
 from migrategate.controller.facts import job_facts, pod_facts
 from migrategate.controller.kube import Kube
-from migrategate.controller.reconcile import Plan
+from migrategate.controller.migration_decision import Plan
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]  # (namespace, name)
@@ -22,7 +22,7 @@ class Reconciler:
     """Serialises reconciles per DatabaseMigration and keeps the retry timers."""
 
     kube: Kube
-    config: reconcile.Config
+    config: migration_decision.Config
     locks: dict[Key, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
     timers: dict[Key, asyncio.TimerHandle] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)  # keeps timer tasks referenced
@@ -53,7 +53,9 @@ class Reconciler:
         jobs = [job_facts(j) for j in await self.kube.list_jobs(namespace, name)]
         pods = [pod_facts(p) for p in await self.kube.list_pods(namespace, name)] if jobs else []
         now = datetime.now(UTC)
-        plan = reconcile.decide(reconcile.Observed(body, jobs, pods, now), self.config)
+        plan = migration_decision.decide(
+            migration_decision.Observed(body, jobs, pods, now), self.config
+        )
         await self._apply(namespace, name, body, plan)
         return plan
 

@@ -1,4 +1,7 @@
-"""Masking and truncating messages before they go into status or Events."""
+"""Redacting and truncating messages before they go into status or Events.
+
+Pattern-based: whatever looks like a password is replaced, since the operator never
+knows the real one (the runner masks the exact spellings it knows, in its own module)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ _KV_PASSWORD = re.compile(
 )
 
 
-def mask(text: str) -> str:
+def redact(text: str) -> str:
     """Replace anything that looks like a password with ***."""
     text = _URL_PASSWORD.sub(lambda m: m.group("pre") + MASK, text)
     return _KV_PASSWORD.sub(lambda m: m.group("pre") + MASK, text)
@@ -30,4 +33,4 @@ def clean(text: str | None, limit: int = 1024) -> str:
     """Masked, single-spaced and truncated: safe for status.message and Events."""
     if not text:
         return ""
-    return truncate(" ".join(mask(text).split()), limit)
+    return truncate(" ".join(redact(text).split()), limit)

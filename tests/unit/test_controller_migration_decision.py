@@ -6,8 +6,8 @@ from controller_objects import T0, T1, job, pod, result
 from migrategate.api import constants as c
 from migrategate.api.models import DatabaseMigrationSpec
 from migrategate.controller.facts import job_facts, pod_facts
+from migrategate.controller.migration_decision import Config, Observed, decide
 from migrategate.controller.naming import content_hash
-from migrategate.controller.reconcile import Config, Observed, decide
 
 SPEC = {
     "image": "app:1",

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 from controller_objects import job
-from migrategate.controller.migrations import Reconciler
-from migrategate.controller.reconcile import Config
+from migrategate.controller.migration_decision import Config
+from migrategate.controller.migration_reconciler import Reconciler
 
 HASH = "migrategate.io/content-hash"
 SPEC = {"image": "app:1", "databaseURL": {"secretKeyRef": {"name": "db", "key": "url"}}}
