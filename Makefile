@@ -42,9 +42,11 @@ system-deps:
 cluster-binaries: system-deps
 	bash tests/cluster/build.sh
 
+# mypy: strict for api/ and controller/, defaults for runner/ (pyproject.toml [tool.mypy]).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # pytest exits 5 when it collected nothing; that is not a failure of the run.
 test: setup compat cluster-binaries lint

@@ -1,6 +1,7 @@
 """The runner's no-op against the floor: a bare Python process that reads the one row.
 
-    PYTHONPATH=tests:tests/cluster .venv/bin/python -m bench floor -- [--runs 9] [--chain 200] [--json out.json]
+    PYTHONPATH=tests:tests/cluster .venv/bin/python -m bench floor -- \
+        [--runs 9] [--chain 200] [--json out.json]
 
 The runner bench's project (bench/runner_bench.py: a seed-000-style env.py, a
 heavy app package, ``--chain`` revisions), its database at head throughout.

@@ -1,6 +1,7 @@
 """Runner benchmark: ``migrategate migrate`` against plain ``alembic upgrade head``.
 
-    PYTHONPATH=tests:tests/cluster .venv/bin/python -m bench runner -- [--runs 7] [--chain 200] [--json out.json]
+    PYTHONPATH=tests:tests/cluster .venv/bin/python -m bench runner -- \
+        [--runs 7] [--chain 200] [--json out.json]
 
 Same project for both: a seed-000-style env.py (reads DATABASE_URL_SYNC) whose
 app package imports a moderately heavy module tree (pydantic-settings, the

@@ -64,7 +64,7 @@ class JobFacts:
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     for cond in status.get("conditions") or []:
         if cond.get("type") == kind and cond.get("status") == "True":
-            return cond
+            return dict(cond)
     return None
 
 

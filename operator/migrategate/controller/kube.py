@@ -42,7 +42,7 @@ class Kube:
         """In-cluster credentials when present, else the kubeconfig (KUBECONFIG or ~/.kube)."""
         cfg = client.Configuration()
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            config.load_incluster_config(client_configuration=cfg)
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
         else:
             await config.load_kube_config(client_configuration=cfg)
         return cls(client.ApiClient(configuration=cfg))
@@ -52,13 +52,14 @@ class Kube:
 
     async def get_migration(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await self.custom.get_namespaced_custom_object(
+            body: dict[str, Any] = await self.custom.get_namespaced_custom_object(
                 c.GROUP, c.VERSION, namespace, c.PLURAL, name
             )
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
+        return body
 
     async def patch_migration_status(
         self, namespace: str, name: str, status: dict[str, Any]

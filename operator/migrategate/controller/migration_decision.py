@@ -338,7 +338,8 @@ def _finish(
 def _reason(status: Mapping[str, Any]) -> str | None:
     for cond in status.get("conditions") or []:
         if cond.get("type") == c.CONDITION_READY:
-            return cond.get("reason")
+            reason = cond.get("reason")
+            return None if reason is None else str(reason)
     return None
 
 

@@ -7,6 +7,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from migrategate.controller import metrics, migration_decision, status
 from migrategate.controller.facts import job_facts, pod_facts
@@ -59,7 +60,7 @@ class Reconciler:
         await self._apply(namespace, name, body, plan)
         return plan
 
-    async def _apply(self, namespace: str, name: str, body: dict, plan: Plan) -> None:
+    async def _apply(self, namespace: str, name: str, body: dict[str, Any], plan: Plan) -> None:
         if plan.create is not None:
             job_name = plan.create["metadata"]["name"]
             if await self.kube.create_job(namespace, plan.create):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -154,7 +154,13 @@ def _disrupted(pod: PodFacts | None) -> tuple[str, str] | None:
     return None
 
 
-def _failed(job: JobFacts, pod: PodFacts | None, stuck: _Stuck | None, verdict: Any) -> Verdict:
+# verdict(kind, reason, message, recheck): a Verdict carrying the attempt's result and times.
+MakeVerdict = Callable[..., "Verdict"]
+
+
+def _failed(
+    job: JobFacts, pod: PodFacts | None, stuck: _Stuck | None, verdict: MakeVerdict
+) -> Verdict:
     if job.failure_reason == "DeadlineExceeded":
         return verdict(Kind.TRANSIENT, "DeadlineExceeded", job.failure_message or "")
     main = pod.main if pod else None
@@ -200,7 +206,7 @@ def _policy_failure(message: str) -> tuple[str, str]:
     return "PodFailurePolicy", message
 
 
-def _by_exit_code(code: int, main: Any, verdict: Any) -> Verdict:
+def _by_exit_code(code: int, main: ContainerFacts, verdict: MakeVerdict) -> Verdict:
     text = main.terminated_message or main.terminated_reason or ""
     if not text or parse_result(text) is not None:  # a result without a message of its own
         text = f"exit code {code}"

@@ -28,14 +28,17 @@ def cannot_start(body: kopf.Body, **_: Any) -> bool:
     return any(x is not None and x.waiting_reason in STUCK_WAITING for x in (pod.init, pod.main))
 
 
-async def on_child_event(body: kopf.Body, namespace: str, memo: kopf.Memo, **_: Any) -> None:
+async def on_child_event(body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     migration = body.metadata.labels.get(c.LABEL_MIGRATION)
-    if migration:
+    if migration and namespace:
         await memo.reconciler.reconcile(namespace, migration)
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    labels = {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_MIGRATION: kopf.PRESENT}
+    labels: dict[str, Any] = {
+        c.LABEL_MANAGED_BY: c.MANAGED_BY,
+        c.LABEL_MIGRATION: kopf.PRESENT,
+    }
     kopf.on.event(
         "batch",
         "v1",

@@ -29,9 +29,9 @@ def index_gated_pod(body: kopf.Body, **_: Any) -> dict[IndexKey, GatedPod]:
 
 
 def index_migration(
-    body: kopf.Body, name: str, namespace: str, **_: Any
+    body: kopf.Body, name: str, namespace: str | None, **_: Any
 ) -> dict[IndexKey, MigrationState]:
-    return {(namespace, name): gate_decision.migration_state(body)}
+    return {(namespace or "", name): gate_decision.migration_state(body)}
 
 
 def lookup_migration(
@@ -42,7 +42,7 @@ def lookup_migration(
 
 
 async def on_gated_pod(
-    event: dict[str, Any],
+    event: kopf.RawEvent,
     body: kopf.Body,
     memo: kopf.Memo,
     migration_states: kopf.Index[IndexKey, MigrationState],
@@ -56,15 +56,15 @@ async def on_gated_pod(
 
 
 async def on_migration_event(
-    event: dict[str, Any],
+    event: kopf.RawEvent,
     body: kopf.Body,
     name: str,
-    namespace: str,
+    namespace: str | None,
     memo: kopf.Memo,
     gated_pods: kopf.Index[IndexKey, GatedPod],
     **_: Any,
 ) -> None:
-    if event.get("type") == "DELETED":
+    if event.get("type") == "DELETED" or namespace is None:
         return
     migration = gate_decision.migration_state(body)
     await memo.gate.migration_event(
@@ -84,15 +84,13 @@ def _gated_or_held(
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    kopf.index("", "v1", "pods", when=_gated, registry=registry, id="gated_pods")(
-        index_gated_pod  # type: ignore[arg-type]  # kopf passes kwargs by name
-    )
+    kopf.index("", "v1", "pods", when=_gated, registry=registry, id="gated_pods")(index_gated_pod)
     kopf.index(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="migration_states")(
-        index_migration  # type: ignore[arg-type]
+        index_migration
     )
     kopf.on.event("", "v1", "pods", when=_gated_or_held, registry=registry, id="gated-pod")(
-        on_gated_pod  # type: ignore[arg-type]
+        on_gated_pod  # type: ignore[arg-type]  # kopf passes the index by name, in **kwargs
     )
     kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry, id="gate-migration")(
-        on_migration_event  # type: ignore[arg-type]
+        on_migration_event  # type: ignore[arg-type]  # likewise
     )

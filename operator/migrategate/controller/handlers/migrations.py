@@ -9,8 +9,9 @@ import kopf
 from migrategate.api import constants as c
 
 
-async def on_migration(name: str, namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    await memo.reconciler.reconcile(namespace, name)
+async def on_migration(name: str, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if namespace:  # always, for a namespaced resource
+        await memo.reconciler.reconcile(namespace, name)
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
@@ -22,4 +23,4 @@ def register(registry: kopf.OperatorRegistry) -> None:
         register_one = decorator(
             c.GROUP, c.VERSION, c.PLURAL, registry=registry, id=f"reconcile-on-{cause}"
         )
-        register_one(on_migration)  # type: ignore[arg-type]  # kopf passes kwargs by name
+        register_one(on_migration)
