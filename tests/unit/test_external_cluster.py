@@ -12,16 +12,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pgserver
 import pytest
 import yaml
+from kubeharness import external
+from kubeharness.external import KubeconfigError
+from kubeharness.kubeapi import KubeAPI
 
 TESTS = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(TESTS), str(TESTS / "cluster")]  # pgserver, kubeharness
 
-import pgserver  # noqa: E402
-from kubeharness import external  # noqa: E402
-from kubeharness.external import KubeconfigError  # noqa: E402
-from kubeharness.kubeapi import KubeAPI  # noqa: E402
 
 CA = b"-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"
 CERT = b"-----BEGIN CERTIFICATE-----\nclient\n-----END CERTIFICATE-----\n"

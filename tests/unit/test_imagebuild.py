@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import io
 import shutil
-import sys
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import samples
+from kubeharness import imagebuild as ib
+from kubeharness.imagebuild import BuildError, ImageBuilder
 
 TESTS = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(TESTS), str(TESTS / "cluster")]  # samples, kubeharness
 
-import samples  # noqa: E402
-from kubeharness import imagebuild as ib  # noqa: E402
-from kubeharness.imagebuild import BuildError, ImageBuilder  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,14 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import samples
+from kubeharness import external, imagebuild
 
 TESTS = Path(__file__).resolve().parents[1]
 KIND = TESTS / "cluster" / "kind"
 RUN_SH = KIND / "run.sh"
-sys.path[:0] = [str(TESTS), str(TESTS / "cluster")]
 
-import samples  # noqa: E402
-from kubeharness import external, imagebuild  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("kind_images", KIND / "images.py")
 assert _spec and _spec.loader

@@ -27,13 +27,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import samples
+from kubeharness import external, imagebuild
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
-if str(REPO / "tests" / "cluster") not in sys.path:
-    sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "cluster")]
 
-import samples  # noqa: E402
-from kubeharness import external, imagebuild  # noqa: E402
 
 TAG = "e2e"
 RUNNER = f"localhost/migrategate:{TAG}"

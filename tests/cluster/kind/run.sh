@@ -84,7 +84,7 @@ python_image=()
 if [[ -n ${MIGRATEGATE_KIND_PYTHON_IMAGE:-} ]]; then
     python_image=(--python-image "$MIGRATEGATE_KIND_PYTHON_IMAGE")
 fi
-"$PY" tests/cluster/kind/images.py build --out "$WORK/images.json" ${python_image[@]+"${python_image[@]}"}
+PYTHONPATH=tests:tests/cluster "$PY" tests/cluster/kind/images.py build --out "$WORK/images.json" ${python_image[@]+"${python_image[@]}"}
 
 echo "==> kind create cluster --name $CLUSTER"
 cluster_created=1
@@ -94,7 +94,7 @@ kind create cluster --name "$CLUSTER" --kubeconfig "$WORK/kubeconfig" --wait 180
     ${node_image[@]+"${node_image[@]}"}
 
 echo "==> kind load docker-image"
-mapfile -t images < <("$PY" tests/cluster/kind/images.py names "$WORK/images.json")
+mapfile -t images < <(PYTHONPATH=tests:tests/cluster "$PY" tests/cluster/kind/images.py names "$WORK/images.json")
 kind load docker-image --name "$CLUSTER" "${images[@]}"
 
 echo "==> PostgreSQL ($PG_IMAGE) on the kind network"

@@ -25,7 +25,8 @@ Needs root and the Debian packages buildah, mmdebstrap, runc and busybox-static;
 the Debian mirror is the one apt is configured with (/etc/apt/sources.list*),
 and pip reaches PyPI from inside RUN with the host's CA bundle mounted.
 
-From tests/cluster: ``python -m kubeharness.imagebuild --help``.
+From the repository (samples and kubeharness import from tests/ and tests/cluster/):
+``PYTHONPATH=tests:tests/cluster .venv/bin/python -m kubeharness.imagebuild --help``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import argparse
 import fcntl
 import fnmatch
 import hashlib
-import importlib
 import io
 import os
 import re
@@ -47,7 +47,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+
+import samples  # tests/samples: PYTHONPATH holds tests (pytest's pythonpath, make)
 
 REPO = Path(__file__).resolve().parents[3]
 TESTS = REPO / "tests"
@@ -708,7 +709,6 @@ class ImageBuilder:
         """
         images = [self._pybase_image(), self._runner_spec(), self._busybox_spec()]
         images += [self._app_base_image(stack) for stack in STACKS]
-        samples = _samples()
         with tempfile.TemporaryDirectory(prefix="migrategate-app-") as tmp:
             for style in samples.STYLES:
                 for version in samples.VERSIONS:
@@ -741,16 +741,9 @@ def _stale_log(path: Path, keys: set[str]) -> bool:
     return len(key) == 16 and all(c in "0123456789abcdef" for c in key) and key not in keys
 
 
-def _samples() -> ModuleType:
-    """tests/samples: the sample Alembic projects (tests/ may not be on sys.path yet)."""
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
-    return importlib.import_module("samples")
-
-
 def materialize_project(style: str, version: str, dest: Path, files: Mapping[str, str]) -> Path:
     """``samples.materialize`` plus overrides, world-readable (pods may run as any uid)."""
-    _samples().materialize(style, version, dest)
+    samples.materialize(style, version, dest)
     for rel, text in files.items():
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
