@@ -16,6 +16,7 @@ from .. import __version__
 from .commands import COMMAND_FUNCTIONS, Settings
 from .contract import COMMANDS, OPTIONS, X_ARG_ENV, X_ARG_FLAG, ErrorClass, ExitCode, Outcome
 from .errors import BadInput, RunnerError, Terminated
+from .plan import PLAN_OPTIONS, PlanOptions, plan
 from .result import Report, write_result
 from .stopping import TERMINATED_MESSAGE, StopOnSigterm
 from .urls import mask, secrets_of_raw
@@ -25,6 +26,7 @@ COMMAND_HELP = {
     "wait": "block until the database is at the target (init container without the operator)",
     "check": "print current and target heads; exit 0 at the target, 1 if an upgrade is pending",
     "url": "print the derived sync URL, password masked",
+    "plan": "print the pending revisions' SQL (rendered offline), lint it and hash it; no writes",
 }
 
 
@@ -67,6 +69,15 @@ def build_parser(stream: TextIO) -> Parser:
     sub.required = True
     for name in COMMANDS:
         command = sub.add_parser(name, parents=[common], help=COMMAND_HELP[name])
+        if name == "plan":
+            for option in PLAN_OPTIONS:
+                command.add_argument(
+                    option.flag,
+                    dest=option.name,
+                    default=None,
+                    choices=option.choices,
+                    help=f"{option.help} [env {option.env}]",
+                )
         if name == "url":
             command.add_argument(
                 "--show-password", action="store_true", help="print the password (for scripts)"
@@ -162,7 +173,10 @@ def _run(
         settings = settings_from(args, env)
         report.secrets = secrets_of_raw(env.get(settings.database_url_env, ""))
         ensure_cwd_importable()
-        report.exit_code = COMMAND_FUNCTIONS[command](settings, env, out, report)
+        if command == "plan":
+            report.exit_code = plan(settings, PlanOptions.from_args(args, env), env, out, report)
+        else:
+            report.exit_code = COMMAND_FUNCTIONS[command](settings, env, out, report)
     except RunnerError as error:
         _failed(report, error.exit_code, error.error_class.value, error.message)
         report.failed_revision = getattr(error, "failed_revision", None) or report.failed_revision

@@ -10,14 +10,16 @@ import enum
 from dataclasses import dataclass
 from typing import Optional
 
-COMMANDS: tuple[str, ...] = ("migrate", "wait", "check", "url")
+COMMANDS: tuple[str, ...] = ("migrate", "wait", "check", "url", "plan")
 
 
 class ExitCode(enum.IntEnum):
     """Process exit codes; the operator classifies a finished pod by these."""
 
     OK = 0  # done, or nothing to do
-    PENDING = 1  # `check` only: an upgrade is pending
+    # `check`: an upgrade is pending; `plan --fail-on S`: a finding of severity >= S, an
+    # unrenderable revision, or linting skipped or failed
+    PENDING = 1
     # URL, config, unknown target, multiple heads, database ahead with --if-ahead fail
     BAD_INPUT = 2
     TRANSIENT = 3  # database unreachable, lock wait timed out, `wait` timed out
@@ -49,6 +51,7 @@ class Outcome(str, enum.Enum):
     UP_TO_DATE = "UpToDate"  # nothing to do (fast path, or another runner got there first)
     PENDING = "Pending"  # `check` only: an upgrade is pending
     FAILED = "Failed"
+    PLANNED = "Planned"  # `plan` only: pending revisions were rendered (and linted)
 
 
 class IfAhead(str, enum.Enum):
@@ -154,6 +157,87 @@ class ResultKey:
     RUNNER_VERSION = "runnerVersion"
 
 
+class PlanKey:
+    """Keys `plan` adds to its result beside ResultKey's (runner/plan.py; README).
+
+    All present whenever a plan was made (outcome Planned or UpToDate); absent when it
+    failed. The counts are exact even when the lists were clipped to fit the message.
+    """
+
+    PLAN_HASH = "planHash"  # sha256 hex of the rendered plan (the SQL printed to stdout)
+    PENDING_REVISIONS = "pendingRevisions"  # oldest first
+    STATEMENT_COUNT = "statementCount"  # revisions' statements: no BEGIN/COMMIT, no version table
+    FINDINGS = "findings"  # [{FindingKey...}], most severe first, clipped
+    FINDING_COUNTS = "findingCounts"  # {severity: count} over all findings, every severity
+    UNRENDERABLE = "unrenderable"  # [{UnrenderableKey...}], clipped
+    UNRENDERABLE_COUNT = "unrenderableCount"
+    LINT_STATUS = "lintStatus"  # LintStatus
+    LINTER = "linter"  # "squawk 2.70.0", or null when it did not run
+    LINT_REASON = "lintReason"  # why linting was skipped or failed; null when Linted
+
+
+class FindingKey:
+    """Keys of one entry of a plan result's `findings`."""
+
+    REVISION = "revision"
+    RULE = "rule"  # squawk's rule name, e.g. require-concurrent-index-creation
+    SEVERITY = "severity"  # Severity
+    MESSAGE = "message"  # squawk's message, one line, clipped
+
+
+class UnrenderableKey:
+    """Keys of one entry of a plan result's `unrenderable`."""
+
+    REVISION = "revision"
+    REASON = "reason"
+
+
+class Severity(str, enum.Enum):
+    """How much a finding can hurt; declared from low to high (compare with SEVERITIES)."""
+
+    LOW = "low"  # advice and style
+    MEDIUM = "medium"  # risky depending on the data or the clients
+    HIGH = "high"  # blocks reads or writes for a scan or rewrite, loses data, breaks clients
+
+
+SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)  # low to high
+
+
+class LintStatus(str, enum.Enum):
+    """Whether a plan's SQL was linted; anything but LINTED means "findings unknown"."""
+
+    LINTED = "Linted"
+    SKIPPED = "Skipped"  # squawk not found, or --squawk off
+    FAILED = "Failed"  # squawk was found but could not run or its report was unreadable
+
+
+# `plan`'s own options (only the plan subcommand takes them).
+PLAN_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--from",
+        "MIGRATEGATE_PLAN_FROM",
+        None,
+        "Plan from these revisions (comma-separated, or base) instead of reading the database;"
+        " nothing connects (CI without a database).",
+        dest="from_revisions",
+    ),
+    Option(
+        "--squawk",
+        "MIGRATEGATE_SQUAWK",
+        None,
+        "Path of the squawk binary, or off; default: beside the payload, on PATH, beside Python.",
+    ),
+    Option(
+        "--fail-on",
+        "MIGRATEGATE_PLAN_FAIL_ON",
+        None,
+        "Exit 1 on a finding of this severity or above, an unrenderable revision, or no lint.",
+        choices=SEVERITIES,
+    ),
+)
+SQUAWK_OFF = "off"
+
+
 # Kubernetes keeps at most 4096 bytes of a termination message; the runner stays under it.
 RESULT_MAX_BYTES = 4096
 
@@ -170,3 +254,7 @@ INSTALL_COMMAND: tuple[str, ...] = ("cp", "-R", IMAGE_PAYLOAD_DIR + "/.", INJECT
 # a file (not `-m`, not PYTHONPATH) puts the payload first on sys.path without
 # overriding a PYTHONPATH the application image may set.
 INJECTED_ENTRYPOINT = INJECTED_PAYLOAD_DIR + "/run.py"
+
+# The squawk binary, relative to the payload's root (IMAGE_PAYLOAD_DIR in the image,
+# INJECTED_PAYLOAD_DIR once copied): `plan` looks for it there first.
+PAYLOAD_SQUAWK = "bin/squawk"

@@ -3,7 +3,7 @@
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from .contract import RESULT_MAX_BYTES, ResultKey
 from .urls import mask
@@ -30,6 +30,7 @@ class Report:
     driver: Optional[str] = None
     runner_version: str = ""
     secrets: list = field(default_factory=list)  # password spellings to mask; never written
+    plan: Any = None  # `plan`'s plan_result.PlanResult: its keys join the result
 
     def warn(self, text: str) -> None:
         """Add a warning to the result."""
@@ -75,6 +76,8 @@ def as_dict(report: Report) -> dict:
 def to_json(report: Report) -> str:
     """One JSON object under RESULT_MAX_BYTES, shrinking the message and warnings if needed."""
     data = as_dict(report)
+    if report.plan is not None:
+        return report.plan.fit(data, report.secrets, RESULT_MAX_BYTES)
     encoded = json.dumps(data, separators=(",", ":"))
     while len(encoded.encode()) > RESULT_MAX_BYTES:
         if data[ResultKey.WARNINGS]:

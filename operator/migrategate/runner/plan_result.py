@@ -1,0 +1,185 @@
+"""The keys ``migrategate plan`` adds to the JSON result, fitted into the termination message.
+
+Kubernetes keeps at most ``contract.RESULT_MAX_BYTES`` of a termination message, so
+the lists are clipped, least important first: low-severity findings, then long
+reasons, then whole entries. The counts (``findingCounts``, ``unrenderableCount``)
+and ``planHash`` are never clipped, so a decision made on them holds however many
+entries had to go. Stdlib only, Python >= 3.9.
+"""
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from .contract import (
+    RESULT_MAX_BYTES,
+    SEVERITIES,
+    FindingKey,
+    LintStatus,
+    PlanKey,
+    ResultKey,
+    UnrenderableKey,
+)
+from .lint import Finding, clip, severity_rank
+from .urls import mask
+
+MAX_REASON_CHARS = 300
+SHORT_REASON_CHARS = 80
+MAX_PENDING_LISTED = 50
+
+
+@dataclass
+class PlanResult:
+    """What a plan found, before clipping."""
+
+    plan_hash: str = ""
+    pending: list = field(default_factory=list)  # revision ids, oldest first
+    statement_count: int = 0
+    findings: list = field(default_factory=list)  # lint.Finding
+    unrenderable: list = field(default_factory=list)  # (revision, reason)
+    lint_status: str = LintStatus.SKIPPED.value
+    linter: Optional[str] = None
+    lint_reason: Optional[str] = None
+
+    def counts(self) -> dict:
+        """{severity: number of findings}, every severity present."""
+        counts = {severity: 0 for severity in SEVERITIES}
+        for finding in self.findings:
+            counts[finding.severity] = counts.get(finding.severity, 0) + 1
+        return counts
+
+    def fit(self, base: dict, secrets: list, limit: int = RESULT_MAX_BYTES) -> str:
+        """``base`` (the common result keys) plus the plan's, as JSON of at most ``limit`` bytes."""
+        data = dict(base)
+        data.update(plan_keys(self, secrets))
+        return fit_json(data, limit)
+
+
+def finding_entry(finding: Finding) -> dict:
+    return {
+        FindingKey.REVISION: finding.revision,
+        FindingKey.RULE: finding.rule,
+        FindingKey.SEVERITY: finding.severity,
+        FindingKey.MESSAGE: finding.message,
+    }
+
+
+def most_severe_first(findings: Iterable[Finding]) -> list:
+    """Findings ordered high to low, revision order kept within a severity."""
+    return sorted(findings, key=lambda f: -severity_rank(f.severity))
+
+
+def clip_pending(pending: list) -> list:
+    """At most MAX_PENDING_LISTED revision ids: the first ones and a "... N more" entry."""
+    if len(pending) <= MAX_PENDING_LISTED:
+        return list(pending)
+    kept = MAX_PENDING_LISTED - 1
+    return list(pending[:kept]) + [f"... {len(pending) - kept} more"]
+
+
+def plan_keys(plan: PlanResult, secrets: list) -> dict:
+    """The plan's result keys (``contract.PlanKey``), masked, before fitting."""
+
+    def clean(text: Optional[str], limit: int) -> Optional[str]:
+        return None if text is None else clip(" ".join(mask(text, secrets).split()), limit)
+
+    return {
+        PlanKey.PLAN_HASH: plan.plan_hash,
+        PlanKey.PENDING_REVISIONS: clip_pending(plan.pending),
+        PlanKey.STATEMENT_COUNT: plan.statement_count,
+        PlanKey.FINDING_COUNTS: plan.counts(),
+        PlanKey.FINDINGS: [finding_entry(f) for f in most_severe_first(plan.findings)],
+        PlanKey.UNRENDERABLE_COUNT: len(plan.unrenderable),
+        PlanKey.UNRENDERABLE: [
+            {UnrenderableKey.REVISION: rev, UnrenderableKey.REASON: clean(reason, MAX_REASON_CHARS)}
+            for rev, reason in plan.unrenderable
+        ],
+        PlanKey.LINT_STATUS: plan.lint_status,
+        PlanKey.LINTER: plan.linter,
+        PlanKey.LINT_REASON: clean(plan.lint_reason, MAX_REASON_CHARS),
+    }
+
+
+def _encode(data: dict) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _size(data: dict) -> int:
+    return len(_encode(data).encode())
+
+
+def _drop_last_finding(data: dict) -> bool:
+    if not data[PlanKey.FINDINGS]:
+        return False
+    data[PlanKey.FINDINGS] = data[PlanKey.FINDINGS][:-1]
+    return True
+
+
+def _shorten_reasons(data: dict) -> bool:
+    changed = False
+    for entry in data[PlanKey.UNRENDERABLE]:
+        reason = entry[UnrenderableKey.REASON] or ""
+        if len(reason) > SHORT_REASON_CHARS:
+            entry[UnrenderableKey.REASON] = clip(reason, SHORT_REASON_CHARS)
+            changed = True
+    reason = data.get(PlanKey.LINT_REASON) or ""
+    if len(reason) > SHORT_REASON_CHARS:
+        data[PlanKey.LINT_REASON] = clip(reason, SHORT_REASON_CHARS)
+        changed = True
+    return changed
+
+
+def _drop_last_unrenderable(data: dict) -> bool:
+    if not data[PlanKey.UNRENDERABLE]:
+        return False
+    data[PlanKey.UNRENDERABLE] = data[PlanKey.UNRENDERABLE][:-1]
+    return True
+
+
+def _drop_warning(data: dict) -> bool:
+    if not data.get(ResultKey.WARNINGS):
+        return False
+    data[ResultKey.WARNINGS] = data[ResultKey.WARNINGS][:-1]
+    return True
+
+
+def _halve_message(data: dict) -> bool:
+    message = data.get(ResultKey.MESSAGE) or ""
+    if len(message) <= 20:
+        return False
+    data[ResultKey.MESSAGE] = clip(message, len(message) // 2)
+    return True
+
+
+def _shorten_pending(data: dict) -> bool:
+    pending = data[PlanKey.PENDING_REVISIONS]
+    if len(pending) <= 2:
+        return False
+    keep = max(len(pending) // 2, 1)
+    more = len(pending) - keep
+    if pending[-1].startswith("... "):
+        more += int(pending[-1].split()[1]) - 1
+    data[PlanKey.PENDING_REVISIONS] = pending[:keep] + [f"... {more} more"]
+    return True
+
+
+# Least important first: each step makes the JSON smaller or reports it cannot.
+SHRINK_STEPS: tuple = (
+    _shorten_reasons,
+    _drop_warning,  # stdout has them all
+    _drop_last_finding,  # findings are most severe first, so the lowest go first
+    _halve_message,
+    _drop_last_unrenderable,
+    _shorten_pending,
+)
+
+
+def fit_json(data: dict, limit: int = RESULT_MAX_BYTES) -> str:
+    """JSON of ``data`` under ``limit`` bytes, shrinking it by SHRINK_STEPS in order."""
+    steps: list = list(SHRINK_STEPS)
+    while _size(data) > limit and steps:
+        step: Callable[[dict], bool] = steps[0]
+        if not step(data):
+            steps.pop(0)
+    return _encode(data)
