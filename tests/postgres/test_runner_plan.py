@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -354,3 +355,37 @@ def test_the_injected_payload_finds_squawk_beside_it(
     assert "-- lint: Linted by squawk" in done.stdout
     assert f"-- finding 0005 high {INDEX_RULE}" in done.stdout
     assert "--reporter json" in calls.read_text()
+
+
+COMPAT_PYTHON = os.environ.get("MIGRATEGATE_COMPAT_PYTHON", "")
+
+
+@pytest.mark.skipif(
+    not COMPAT_PYTHON, reason="MIGRATEGATE_COMPAT_PYTHON (python with SQLAlchemy 1.4) not set"
+)
+@pytest.mark.parametrize("driver", ["auto", "asyncpg"])
+def test_plan_on_python39_sqlalchemy14_gives_the_same_hash(
+    driver: str, pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path
+) -> None:
+    migrated(pg_server, pg_database, "seed004_ini_url", "v1", tmp_path)
+    app = samples.materialize("seed004_ini_url", "v3", tmp_path / "app")
+    (app / samples.BASE_14_PATH).write_text(samples.BASE_14)
+    env = kit.base_env(pg_server.url(pg_database))
+    modern = kit.run(app, env, "plan", "--driver", driver)
+    result = tmp_path / "result-39.json"
+    squawk = shutil.which("squawk", path=str(Path(sys.executable).parent)) or "squawk"
+    done = subprocess.run(
+        [COMPAT_PYTHON, "-m", "migrategate.runner", "plan", "--driver", driver]
+        + ["--squawk", squawk, "--result-file", str(result)],
+        cwd=app,
+        env={**env, "PYTHONPATH": str(REPO_ROOT / "operator")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    old = json.loads(result.read_text())
+    assert old[PlanKey.PENDING_REVISIONS] == ["0004", "0005"]
+    assert old[PlanKey.PLAN_HASH] == modern.result[PlanKey.PLAN_HASH]
+    assert old[PlanKey.FINDINGS] == modern.result[PlanKey.FINDINGS]
+    assert kit.versions(pg_server, pg_database) == ["0003"]

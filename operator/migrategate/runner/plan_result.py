@@ -26,7 +26,8 @@ from .urls import mask
 
 MAX_REASON_CHARS = 300
 SHORT_REASON_CHARS = 80
-MAX_PENDING_LISTED = 50
+MAX_PENDING_LISTED = 20
+SHORT_MESSAGE_CHARS = 256
 
 
 @dataclass
@@ -144,6 +145,14 @@ def _drop_warning(data: dict) -> bool:
     return True
 
 
+def _trim_message(data: dict) -> bool:
+    message = data.get(ResultKey.MESSAGE) or ""
+    if len(message) <= SHORT_MESSAGE_CHARS:
+        return False
+    data[ResultKey.MESSAGE] = clip(message, SHORT_MESSAGE_CHARS)
+    return True
+
+
 def _halve_message(data: dict) -> bool:
     message = data.get(ResultKey.MESSAGE) or ""
     if len(message) <= 20:
@@ -168,6 +177,7 @@ def _shorten_pending(data: dict) -> bool:
 SHRINK_STEPS: tuple = (
     _shorten_reasons,
     _drop_warning,  # stdout has them all
+    _trim_message,
     _drop_last_finding,  # findings are most severe first, so the lowest go first
     _halve_message,
     _drop_last_unrenderable,
