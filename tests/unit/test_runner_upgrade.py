@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import exc
@@ -13,7 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for `samp
 
 import samples  # noqa: E402
 from migrategate.runner import scripts, upgrade  # noqa: E402
-from migrategate.runner.errors import BadInput, MigrationFailed, Transient  # noqa: E402
+from migrategate.runner.errors import (  # noqa: E402
+    BadInput,
+    LockTimedOut,
+    MigrationFailed,
+    Transient,
+)
+from migrategate.runner.incontext import Expected, InContext, Timeouts  # noqa: E402
 
 FAILING = """
 revision = "0003b"
@@ -104,23 +111,42 @@ def test_exported_sets_then_restores(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "DATABASE_URL_SYNC" not in os.environ
 
 
-def test_alembic_upgrade_falls_back_to_command_upgrade(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An Alembic without ScriptDirectory._upgrade_revs gets command.upgrade itself."""
-    calls: list[tuple] = []
-    monkeypatch.setattr(upgrade.command, "upgrade", lambda cfg, target: calls.append((cfg, target)))
+def test_lock_timeout_is_retryable_and_keeps_the_statement(script) -> None:
+    orig = FakeDriverError("canceling statement due to lock timeout", "55P03")
+    error = exc.OperationalError("ALTER TABLE items ADD COLUMN x int", {}, orig)
+    failure = upgrade.classify_failure(error, script)
+    assert isinstance(failure, LockTimedOut) and isinstance(failure, Transient)
+    assert failure.statement == "ALTER TABLE items ADD COLUMN x int"
+    assert "waited longer than lock_timeout" in failure.message
 
-    class OldScripts:
-        pass
 
-    upgrade.alembic_upgrade("cfg", OldScripts(), "head")  # type: ignore[arg-type]
-    assert calls == [("cfg", "head")]
+def test_permission_denied_on_the_version_table_names_role_table_and_grant(script) -> None:
+    class Context:  # what env.py's MigrationContext tells: its table and connection
+        version_table, version_table_schema = "versions", "meta"
+        connection = SimpleNamespace(engine=SimpleNamespace(url=SimpleNamespace(username="owner")))
+
+    orig = FakeDriverError("permission denied for table versions", "42501")
+    error = exc.ProgrammingError("SELECT version_num FROM meta.versions", {}, orig)
+    failure = upgrade.classify_failure(error, script, Context())
+    assert isinstance(failure, BadInput)
+    assert 'GRANT SELECT, INSERT, UPDATE, DELETE ON "meta"."versions" TO owner' in failure.message
+    assert "\n" not in failure.message
+
+
+def test_timeouts_are_given_to_postgres_in_milliseconds_and_zero_leaves_them() -> None:
+    assert Timeouts(5, 0).settings() == {"lock_timeout": "5000ms"}
+    assert Timeouts(0.25, 60).settings() == {
+        "lock_timeout": "250ms",
+        "statement_timeout": "60000ms",
+    }
+    assert Timeouts(0, 0).settings() == {}
 
 
 def test_alembic_upgrade_reuses_the_loaded_scripts(script, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With the hook, env.py runs against the ScriptDirectory we pass (no second load)."""
+    """env.py runs against the ScriptDirectory we pass (no second load), with our ``fn``."""
     ran: list[object] = []
     monkeypatch.setattr(type(script), "run_env", lambda self: ran.append(self))
-    monkeypatch.setattr(upgrade.command, "upgrade", lambda *a: pytest.fail("not reused"))
     cfg = scripts.load_config("alembic.ini", "alembic")
-    upgrade.alembic_upgrade(cfg, script, "head")
+    expected = Expected(script, "head", ("0003",), "succeed", Timeouts(), None)
+    upgrade.alembic_upgrade(cfg, script, InContext(expected))
     assert ran == [script]

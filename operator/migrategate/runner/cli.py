@@ -18,6 +18,7 @@ from .contract import COMMANDS, OPTIONS, X_ARG_ENV, X_ARG_FLAG, ErrorClass, Exit
 from .errors import BadInput, RunnerError, Terminated
 from .plan import PLAN_OPTIONS, PlanOptions, plan
 from .result import Report, write_result
+from .scripts import first_line
 from .stopping import TERMINATED_MESSAGE, StopOnSigterm
 from .urls import mask, secrets_of_raw
 
@@ -98,6 +99,13 @@ def _number(name: str, value: str) -> float:
     return number
 
 
+def _count(name: str, value: str) -> int:
+    """A whole number >= 0, or BadInput naming the option."""
+    if not value.strip().isdigit():
+        raise BadInput(f"{name} must be a whole number >= 0, not {value!r}")
+    return int(value)
+
+
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """Flags first, then the options' environment variables, then their defaults."""
     values = {}
@@ -118,6 +126,9 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         database_url_env=values["database_url_env"],
         driver=values["driver"],
         lock_timeout=_number("--lock-timeout", values["lock_timeout"]),
+        pg_lock_timeout=_number("--pg-lock-timeout", values["pg_lock_timeout"]),
+        statement_timeout=_number("--statement-timeout", values["statement_timeout"]),
+        lock_retries=_count("--lock-retries", values["lock_retries"]),
         result_file=values["result_file"] or None,
         if_ahead=values["if_ahead"],
         timeout=_number("--timeout", values["timeout"]),
@@ -185,7 +196,7 @@ def _run(
     except KeyboardInterrupt:
         _failed(report, ExitCode.TRANSIENT, ErrorClass.TRANSIENT.value, "interrupted")
     except Exception as error:  # a bug, or something env.py raised that we did not classify
-        text = f"unexpected error: {type(error).__name__}: {str(error).strip().splitlines()[:1]}"
+        text = f"unexpected error: {first_line(error)}"
         _failed(report, ExitCode.MIGRATION_FAILED, ErrorClass.MIGRATION_FAILED.value, text)
     return command, settings
 

@@ -6,6 +6,7 @@ fills in as it learns; it returns the exit code on success and raises a typed
 """
 
 import functools
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,25 +17,38 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
 from .contract import Driver, ExitCode, IfAhead, Outcome
-from .database import Session, lock_key
-from .errors import BadInput, RunnerError, Transient, VerificationFailed
+from .database import Session, lock_key, qualified
+from .errors import (
+    BadInput,
+    LockTimedOut,
+    PermissionDenied,
+    RunnerError,
+    Transient,
+    VerificationFailed,
+)
+from .incontext import Expected, InContext, Timeouts
 from .result import Report
 from .scripts import (
     DEFAULT_VERSION_TABLE,
     State,
+    ahead_message,
     classify,
     env_py_source,
     load_config,
     load_scripts,
     pending_revisions,
     resolve_target,
-    unknown_revisions,
     version_table,
 )
 from .upgrade import run_upgrade
 from .urls import choose_driver, derive_sync_url, mask, read_async_url, render, secrets_of
 
 Command = Callable[[Any, Mapping[str, str], TextIO, Report], int]
+
+# Delays between lock_timeout retries: doubling from 1 s to at most 30 s, with jitter so that
+# runners of several databases behind one busy table do not retry in step.
+LOCK_RETRY_FIRST = 1.0
+LOCK_RETRY_MAX = 30.0
 
 
 def masks_errors(command: Command) -> Command:
@@ -65,7 +79,10 @@ class Settings:
     target: str = "head"
     database_url_env: str = "DATABASE_URL"
     driver: str = Driver.AUTO.value
-    lock_timeout: float = 300.0
+    lock_timeout: float = 300.0  # seconds to wait for the advisory (migration) lock
+    pg_lock_timeout: float = 5.0  # PostgreSQL lock_timeout of the migration's connections
+    statement_timeout: float = 0.0  # PostgreSQL statement_timeout; 0 leaves the server's
+    lock_retries: int = 5  # runs of the whole upgrade again after a lock_timeout
     result_file: Optional[str] = None
     if_ahead: str = IfAhead.SUCCEED.value
     timeout: float = 600.0
@@ -124,11 +141,7 @@ def fast_path_allowed(settings: Settings, project: Project) -> bool:
 
 def handle_ahead(settings: Settings, project: Project, current: list, report: Report) -> int:
     """The database holds revisions the image does not know (or is past the target)."""
-    unknown = unknown_revisions(project.scripts, current) or current
-    text = (
-        f"database is at {', '.join(unknown)}, ahead of this image's scripts"
-        f" (target {', '.join(project.target) or 'base'}); nothing was changed"
-    )
+    text = ahead_message(project.scripts, current, project.target)
     if settings.if_ahead == IfAhead.FAIL.value:
         raise BadInput(
             text + ": deploy an image that has these revisions, or use --if-ahead succeed"
@@ -139,84 +152,188 @@ def handle_ahead(settings: Settings, project: Project, current: list, report: Re
     return ExitCode.OK
 
 
+def at_target_outside(session: Session, project: Project, report: Report) -> bool:
+    """The fast path's read with DATABASE_URL's role: True if the database is at the target.
+
+    False when its role may not read the table: env.py's own role may, so go and ask it.
+    """
+    try:
+        current = session.versions(project.table_to_read)
+    except PermissionDenied:
+        return False
+    report.from_revisions = report.to_revisions = current
+    return set(current) == set(project.target)
+
+
 @masks_errors
-def migrate(settings: Settings, environ: Mapping[str, str], out: TextIO, report: Report) -> int:
+def migrate(
+    settings: Settings,
+    environ: Mapping[str, str],
+    out: TextIO,
+    report: Report,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
     """Upgrade the database to the target under the advisory lock, then verify."""
     url = database_url(settings, environ, report)
     project = load_project(settings, report)
-    table = project.table_to_read
+    shortcut = fast_path_allowed(settings, project)
     with Session(url, report.driver or "") as session:
-        current = session.versions(table)
-        report.from_revisions = report.to_revisions = current
-        if fast_path_allowed(settings, project) and set(current) == set(project.target):
+        if shortcut and at_target_outside(session, project, report):
             return up_to_date(report, "database already at the target; env.py not run")
-        key = lock_key(url.database or url.username or "", ".".join(filter(None, table)))
+        key = lock_key(
+            url.database or url.username or "", ".".join(filter(None, project.table_to_read))
+        )
         session.lock(key, settings.lock_timeout, out)
+        session.ensure_lock_held(key, "right after it was taken")
         # Read again under the lock: another runner may have finished meanwhile.
-        current = session.versions(table)
-        report.from_revisions = report.to_revisions = current
-        if project.table is None:
-            return upgrade_unverified(settings, project, url, report)
-        state = classify(project.scripts, current, project.target)
-        if state == State.AT_TARGET:
+        if shortcut and at_target_outside(session, project, report):
             return up_to_date(report, "nothing to do: database already at the target")
-        if state == State.AHEAD:
-            return handle_ahead(settings, project, current, report)
-        return upgrade_and_verify(settings, project, url, session, current, report)
+        found = upgrade_with_retries(settings, project, url, session, out, report, sleep)
+        session.ensure_lock_held(key, "while env.py ran the upgrade")
+        return conclude(settings, project, session, found, report)
 
 
-def upgrade_and_verify(
+def lock_retry_delay(attempt: int) -> float:
+    """Seconds before retry ``attempt`` (1, 2, ...): doubling, capped, with full jitter."""
+    ceiling = min(LOCK_RETRY_FIRST * 2 ** (attempt - 1), LOCK_RETRY_MAX)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def upgrade_with_retries(
     settings: Settings,
     project: Project,
     url: URL,
     session: Session,
-    current: list,
+    out: TextIO,
     report: Report,
-) -> int:
-    """Run the project's env.py under the lock held by ``session``, then check the heads."""
-    table = project.table_to_read
-    pending = pending_revisions(project.scripts, current, project.target)
-    driver = report.driver or ""
+    sleep: Callable[[float], None],
+) -> InContext:
+    """Run env.py's upgrade; on lock_timeout run all of it again, up to --lock-retries times.
+
+    PostgreSQL rolled the timed-out transaction back, so each attempt starts clean, and
+    traffic queued behind the migration's lock request waited at most lock_timeout.
+    """
+    expected = Expected(
+        scripts=project.scripts,
+        target_spec=settings.target,
+        target=project.target,
+        if_ahead=settings.if_ahead,
+        timeouts=Timeouts(settings.pg_lock_timeout, settings.statement_timeout),
+        runner_session=session.identity(),
+    )
+    attempts = settings.lock_retries + 1
+    for attempt in range(1, attempts + 1):
+        report.lock_attempts = attempt
+        found = InContext(expected)
+        try:
+            run_upgrade(
+                project.cfg, project.scripts, url, report.driver or "", project.env_source, found
+            )
+            return found
+        except LockTimedOut as error:
+            text = f"{error.message}; {session.blocker(error.statement)}"
+            if attempt == attempts:
+                raise LockTimedOut(
+                    f"{text}; gave up after {attempts} attempt(s): retry later, end that"
+                    " transaction, or raise --pg-lock-timeout / --lock-retries",
+                    error.statement,
+                    error.failed_revision,
+                ) from None
+            delay = lock_retry_delay(attempt)
+            report.warn(f"attempt {attempt} of {attempts}: {text}")
+            out.write(
+                mask(
+                    f"{text}: attempt {attempt} of {attempts}, retrying in {delay:.1f}s\n",
+                    report.secrets,
+                )
+            )
+            sleep(delay)
+        except RunnerError as error:
+            report.to_revisions = versions_after_failure(session, project, found, report)
+            report.failed_revision = getattr(error, "failed_revision", None)
+            raise
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def versions_after_failure(
+    session: Session, project: Project, found: InContext, report: Report
+) -> list:
+    """Where the database stands after a failed upgrade (what we last knew if unreadable)."""
+    if found.where is not None:
+        report.from_revisions = list(found.heads_before)
     try:
-        run_upgrade(project.cfg, project.scripts, url, driver, settings.target, project.env_source)
-    except RunnerError as error:
-        report.to_revisions = _versions_after_failure(session, table, current)
-        report.failed_revision = getattr(error, "failed_revision", None)
-        raise
-    after = session.versions(table)
-    report.to_revisions = after
+        if found.where is not None and not same_database(session, found):
+            return list(found.heads_before)  # Alembic's transaction rolled back to there
+        return session.versions(found.table if found.where else project.table_to_read)
+    except Exception:  # the connection may be gone too; report what we last knew
+        return list(found.heads_before) if found.where else report.to_revisions
+
+
+def same_database(session: Session, found: InContext) -> bool:
+    """True if the runner's session sees the database env.py migrated (same name and server)."""
+    mine = found.expected.runner_session
+    return (
+        found.where is not None
+        and mine is not None
+        and ((mine.database, mine.server) == (found.where.database, found.where.server))
+    )
+
+
+def conclude(
+    settings: Settings, project: Project, session: Session, found: InContext, report: Report
+) -> int:
+    """Report what env.py's context found and did; verify the heads it left."""
+    for warning in found.warnings:
+        report.warn(warning)
+    target = ", ".join(project.target)
+    if found.where is None:
+        raise VerificationFailed(
+            f"env.py never called context.run_migrations(): the database is at"
+            f" {', '.join(report.from_revisions) or 'base'}, not the target {target};"
+            " check env.py's online branch"
+        )
+    report.from_revisions = report.to_revisions = list(found.heads_before)
+    if found.state == State.AT_TARGET:
+        return up_to_date(report, "nothing to do: database already at the target")
+    if found.state == State.AHEAD:
+        return handle_ahead(settings, project, list(found.heads_before), report)
+    after = list(found.heads_after or ())
+    where = qualified(found.table)
     if set(after) != set(project.target):
         raise VerificationFailed(
-            f"after the upgrade the database is at {', '.join(after) or 'base'}, not the"
-            f" target {', '.join(project.target)}: check that env.py commits and uses this"
-            " database"
+            f"after the upgrade env.py's version table {where} holds"
+            f" {', '.join(after) or 'nothing'}, not the target {target}"
         )
+    committed = read_back(session, found, report)
+    report.to_revisions = committed if committed is not None else after
+    if set(report.to_revisions) != set(project.target):
+        raise VerificationFailed(
+            f"after the upgrade the database is at {', '.join(report.to_revisions) or 'base'},"
+            f" not the target {target}: check that env.py commits (context.begin_transaction())"
+        )
+    pending = pending_revisions(project.scripts, found.heads_before, project.target)
     report.applied_revisions = pending
     report.outcome = Outcome.SUCCEEDED.value
+    retried = f" after {report.lock_attempts} attempts" if report.lock_attempts > 1 else ""
     report.message = (
-        f"upgraded {', '.join(current) or 'base'} -> {', '.join(after)}:"
-        f" applied {len(pending)} revision(s)"
+        f"upgraded {', '.join(found.heads_before) or 'base'} -> {', '.join(after)}:"
+        f" applied {len(pending)} revision(s){retried}"
     )
     return ExitCode.OK
 
 
-def _versions_after_failure(session: Session, table: tuple, fallback: list) -> list:
-    """Where the database stands after a failed upgrade (what we last knew if unreadable)."""
+def read_back(session: Session, found: InContext, report: Report) -> Optional[list]:
+    """The heads as committed, read on the runner's own session when it sees the same table.
+
+    None when it cannot: then the check inside env.py's transaction is all there is.
+    """
+    if not same_database(session, found):
+        return None
     try:
-        return session.versions(table)
-    except Exception:  # the connection may be gone too; report what we last knew
-        return fallback
-
-
-def upgrade_unverified(settings: Settings, project: Project, url: URL, report: Report) -> int:
-    """env.py names its version table in a way we cannot read: run Alembic, skip verification."""
-    run_upgrade(
-        project.cfg, project.scripts, url, report.driver or "", settings.target, project.env_source
-    )
-    report.warn("env.py configures its own version table: the result was not verified")
-    report.outcome = Outcome.SUCCEEDED.value
-    report.message = "upgrade ran (unverified: custom version table)"
-    return ExitCode.OK
+        return session.versions(found.table)
+    except PermissionDenied as denied:
+        report.warn(f"verified inside env.py's transaction only: {denied.message}")
+        return None
 
 
 def up_to_date(report: Report, message: str) -> int:

@@ -111,6 +111,26 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds to wait for the migration advisory lock.",
     ),
     Option(
+        "--pg-lock-timeout",
+        "MIGRATEGATE_PG_LOCK_TIMEOUT",
+        "5",
+        "PostgreSQL lock_timeout (seconds) of the migration's connections: traffic queued"
+        " behind a revision's lock request waits at most this long; 0 keeps the server's.",
+    ),
+    Option(
+        "--statement-timeout",
+        "MIGRATEGATE_STATEMENT_TIMEOUT",
+        "0",
+        "PostgreSQL statement_timeout (seconds) of the migration's connections; 0 keeps the"
+        " server's.",
+    ),
+    Option(
+        "--lock-retries",
+        "MIGRATEGATE_LOCK_RETRIES",
+        "5",
+        "Times the whole upgrade runs again after a lock_timeout, with backoff and jitter.",
+    ),
+    Option(
         "--result-file",
         "MIGRATEGATE_RESULT_FILE",
         None,
@@ -154,6 +174,7 @@ class ResultKey:
     MESSAGE = "message"
     WARNINGS = "warnings"
     DRIVER = "driver"  # the driver Alembic ran with: psycopg, psycopg2 or asyncpg
+    LOCK_ATTEMPTS = "lockAttempts"  # runs of the upgrade; > 1 after lock_timeout retries
     RUNNER_VERSION = "runnerVersion"
 
 

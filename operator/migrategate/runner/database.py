@@ -7,7 +7,10 @@ env.py that starts its own loop (``asyncio.run``) still can.
 
 import asyncio
 import hashlib
+import os
+import re
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, TextIO
 
 from sqlalchemy import create_engine, exc, text
@@ -15,7 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from .contract import Driver
-from .errors import BadInput, Transient
+from .errors import BadInput, PermissionDenied, Transient
 from .scripts import DEFAULT_VERSION_TABLE, first_line
 
 # Used only when the URL sets none: a dead host must fail within the Job, not hang it.
@@ -23,6 +26,44 @@ DEFAULT_CONNECT_TIMEOUT = 10
 # pg_try_advisory_lock polling: start fast (the common case is a short wait), back off to 1 s.
 LOCK_POLL_FIRST = 0.05
 LOCK_POLL_MAX = 1.0
+
+# SQLSTATE 42501 insufficient_privilege: a role may not read (or write) the version table.
+PERMISSION_DENIED = "42501"
+
+# A custom setting each runner writes in its own session before taking the lock: if another
+# client's value shows up, the session is shared (a transaction-mode pooler).
+SESSION_TOKEN_SETTING = "migrategate.session"
+
+POOLER_ADVICE = (
+    "a connection pooler in transaction mode (e.g. PgBouncer pool_mode=transaction) is between"
+    " the runner and PostgreSQL, so the session-level migration lock protects nothing: point"
+    " databaseURL (DATABASE_URL) at PostgreSQL itself or at a session-mode pool"
+)
+
+# The session most likely behind a lock_timeout: the oldest open transaction holding a lock on
+# a relation the failed statement names (else on any user relation of this database).
+BLOCKER_SQL = """
+SELECT a.pid, c.relname, coalesce(a.state, ''),
+       extract(epoch FROM now() - a.xact_start)::float8, coalesce(a.query, '')
+FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+JOIN pg_class c ON c.oid = l.relation
+WHERE l.granted AND l.locktype = 'relation' AND a.pid <> pg_backend_pid()
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND a.xact_start IS NOT NULL AND c.relnamespace <> 'pg_catalog'::regnamespace
+ORDER BY position(lower(c.relname) IN lower(:statement)) > 0 DESC, a.xact_start
+LIMIT 1
+"""
+
+# What a session is connected to, as the server sees it (same query on env.py's connection).
+IDENTITY_SQL = (
+    "SELECT current_database(), current_user,"
+    " coalesce(host(inet_server_addr()) || ':' || inet_server_port(), 'local socket')"
+)
+
+# SQL string literals, blanked in quoted queries: they may hold data or credentials.
+SQL_LITERAL = re.compile(r"'(?:[^']|'')*'")
+MAX_QUOTED_QUERY = 160
 
 # SQLSTATEs that retrying cannot fix: bad password, no such role or database.
 PERMANENT_CONNECT_STATES = frozenset({"28P01", "28000", "3D000"})
@@ -37,6 +78,27 @@ def lock_key(database: str, version_table: str = DEFAULT_VERSION_TABLE) -> int:
     """The advisory-lock key: a signed 64-bit hash of the database and the version table."""
     digest = hashlib.sha256(f"migrategate\0{database}\0{version_table}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def qualified(table: tuple) -> str:
+    """``schema.name`` (or ``name``) of a (schema or None, name) table, double-quoted."""
+    schema, name = table
+    return f'"{schema}"."{name}"' if schema else f'"{name}"'
+
+
+def quote_query(query: str) -> str:
+    """A statement shortened to one line for a message, its string literals blanked."""
+    flat = " ".join(SQL_LITERAL.sub("'...'", query).split())
+    return flat if len(flat) <= MAX_QUOTED_QUERY else flat[: MAX_QUOTED_QUERY - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Which database a connection reached, as which role, on which server address."""
+
+    database: str
+    role: str
+    server: str  # "address:port" as the server sees it, or "local socket"
 
 
 def connect_args(url: URL, driver: str) -> dict:
@@ -87,6 +149,9 @@ class Session:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._engine: Any = None
         self._conn: Any = None
+        self.token = os.urandom(
+            8
+        ).hex()  # marks this runner's server session (SESSION_TOKEN_SETTING)
 
     @property
     def is_async(self) -> bool:
@@ -141,28 +206,88 @@ class Session:
                 self._loop.close()
                 self._loop = None
 
-    def scalars(self, sql: str, **params: Any) -> list:
-        """Run one statement; return the first column of every row."""
+    def _execute(self, sql: str, params: dict) -> Any:
+        """Run one statement; a lost connection becomes Transient."""
         try:
-            result = self._run(self._conn.execute(text(sql), params))
-            return list(result.scalars().all())
+            return self._run(self._conn.execute(text(sql), params))
         except exc.DBAPIError as error:
             if error.connection_invalidated or isinstance(error, exc.OperationalError):
                 raise Transient(f"lost the database connection: {first_line(error)}") from None
             raise
 
+    def scalars(self, sql: str, **params: Any) -> list:
+        """Run one statement; return the first column of every row."""
+        return list(self._execute(sql, params).scalars().all())
+
+    def row(self, sql: str, **params: Any) -> tuple:
+        """Run one statement; return its first row."""
+        return tuple(self._execute(sql, params).one())
+
+    def identity(self) -> Identity:
+        """The database, role and server address of this session."""
+        return Identity(*self.row(IDENTITY_SQL))
+
     def versions(self, table: tuple = (None, DEFAULT_VERSION_TABLE)) -> list:
-        """The revisions in the version table; [] when the table does not exist yet."""
-        schema, name = table
-        qualified = f'"{schema}"."{name}"' if schema else f'"{name}"'
+        """The revisions in the version table; [] when the table does not exist yet.
+
+        A role that may not read the table gets BadInput naming the GRANT: "base" would be a lie.
+        """
         try:
-            return sorted(self.scalars(f"SELECT version_num FROM {qualified}"))
-        except exc.ProgrammingError:  # undefined table: nothing migrated yet
-            return []
+            return sorted(self.scalars(f"SELECT version_num FROM {qualified(table)}"))
+        except exc.ProgrammingError as error:
+            if sqlstate(error) == PERMISSION_DENIED:
+                raise self._cannot_read(table) from None
+            return []  # undefined table: nothing migrated yet
+
+    def _cannot_read(self, table: tuple) -> PermissionDenied:
+        """The one-line error for a version table this session's role may not read."""
+        role, schema = self.row("SELECT current_user, current_schema()")
+        where = qualified((table[0] or schema, table[1]))
+        return PermissionDenied(
+            f"role {role} may not read the version table {where} (permission denied):"
+            f" run GRANT SELECT ON {where} TO {role}, or give DATABASE_URL a role that can"
+        )
+
+    def blocker(self, statement: str) -> str:
+        """Who most likely holds the lock a statement timed out on: pid, table and query."""
+        try:
+            found = self.row(BLOCKER_SQL, statement=statement or "")
+        except Exception:  # gone meanwhile, or not visible: the retry report does without
+            return "the blocking session is gone"
+        pid, relation, state, seconds, query = found
+        return (
+            f"a lock on {relation} held by pid {pid} ({state or 'active'},"
+            f" transaction open {seconds:.0f}s): {quote_query(query) or 'query not visible'}"
+        )
 
     def try_lock(self, key: int) -> bool:
-        """Try once to take the session-level advisory lock."""
-        return bool(self.scalars("SELECT pg_try_advisory_lock(:key)", key=key)[0])
+        """Try once to take the session-level advisory lock, marking the session as ours."""
+        return bool(
+            self.row(
+                "SELECT set_config(:setting, :token, false), pg_try_advisory_lock(:key)",
+                setting=SESSION_TOKEN_SETTING,
+                token=self.token,
+                key=key,
+            )[1]
+        )
+
+    def holds_lock(self, key: int, check_token: bool = True) -> bool:
+        """True if this backend holds the advisory lock (and still carries our mark)."""
+        high, low = (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+        held, mark = self.row(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND pid = pg_backend_pid() AND classid::int8 = :high AND objid::int8 = :low"
+            " AND objsubid = 1), current_setting(:setting, true)",
+            high=high,
+            low=low,
+            setting=SESSION_TOKEN_SETTING,
+        )
+        return bool(held) and (mark == self.token or not check_token)
+
+    def ensure_lock_held(self, key: int, when: str) -> None:
+        """BadInput if a pooler gave this session's lock (or the session) to someone else."""
+        if not self.holds_lock(key):
+            raise BadInput(f"the migration lock was lost {when}: {POOLER_ADVICE}")
 
     def lock(
         self,
@@ -172,7 +297,15 @@ class Session:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> float:
-        """Take the advisory lock, waiting at most ``timeout`` seconds; return the wait."""
+        """Take the advisory lock, waiting at most ``timeout`` seconds; return the wait.
+
+        A fresh session cannot hold the lock yet: if it does, the server session is shared
+        with another client (a transaction-mode pooler), whose lock it would just reuse.
+        """
+        if self.holds_lock(key, check_token=False):
+            raise BadInput(
+                f"the migration lock is already held by this very session: {POOLER_ADVICE}"
+            )
         started = clock()
         delay = LOCK_POLL_FIRST
         told = False

@@ -23,11 +23,27 @@ class BadInput(RunnerError):
     error_class = ErrorClass.BAD_INPUT
 
 
+class PermissionDenied(BadInput):
+    """The role may not read the version table (SQLSTATE 42501): a GRANT fixes it."""
+
+
 class Transient(RunnerError):
     """The database is unreachable or busy (lock wait, `wait` timeout): retry later."""
 
     exit_code = ExitCode.TRANSIENT
     error_class = ErrorClass.TRANSIENT
+
+
+class LockTimedOut(Transient):
+    """A revision waited longer than lock_timeout for a table lock (SQLSTATE 55P03).
+
+    PostgreSQL rolled the transaction back, so the whole upgrade can simply run again.
+    """
+
+    def __init__(self, message: str, statement: str, failed_revision: Optional[str]) -> None:
+        super().__init__(message)
+        self.statement = statement
+        self.failed_revision = failed_revision
 
 
 class MigrationFailed(RunnerError):

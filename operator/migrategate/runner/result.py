@@ -28,6 +28,7 @@ class Report:
     error_class: Optional[str] = None
     warnings: list = field(default_factory=list)
     driver: Optional[str] = None
+    lock_attempts: int = 0  # runs of the upgrade (more than 1 after a lock_timeout)
     runner_version: str = ""
     secrets: list = field(default_factory=list)  # password spellings to mask; never written
     plan: Any = None  # `plan`'s plan_result.PlanResult: its keys join the result
@@ -69,6 +70,7 @@ def as_dict(report: Report) -> dict:
         ResultKey.MESSAGE: clean(report.message),
         ResultKey.WARNINGS: [clean(w) for w in report.warnings[:5]],
         ResultKey.DRIVER: report.driver,
+        ResultKey.LOCK_ATTEMPTS: report.lock_attempts,
         ResultKey.RUNNER_VERSION: report.runner_version,
     }
 

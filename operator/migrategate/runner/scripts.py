@@ -101,6 +101,16 @@ def unknown_revisions(scripts: ScriptDirectory, current: Iterable[str]) -> list:
     return sorted(set(current) - known_revisions(scripts))
 
 
+def ahead_message(scripts: ScriptDirectory, current: Iterable[str], target: Iterable[str]) -> str:
+    """What the runner says about a database ahead of this image's scripts."""
+    current = list(current)
+    unknown = unknown_revisions(scripts, current) or current
+    return (
+        f"database is at {', '.join(unknown)}, ahead of this image's scripts"
+        f" (target {', '.join(target) or 'base'}); nothing was changed"
+    )
+
+
 def pending_revisions(
     scripts: ScriptDirectory, current: Iterable[str], target: Iterable[str]
 ) -> list:

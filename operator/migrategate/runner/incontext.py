@@ -1,0 +1,123 @@
+"""Decide inside env.py's own migration context.
+
+Alembic calls the ``fn`` of ``EnvironmentContext`` as ``fn(heads, migration_context)`` once
+env.py has configured its MigrationContext and read the version table. There, and only there,
+the runner sees what env.py really uses: the version table and its schema, the connection (its
+database, role and server) and the current heads. The ahead check, the no-op decision and the
+verification are made from that, never from a guess at env.py's text.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from .contract import IfAhead
+from .database import IDENTITY_SQL, Identity
+from .errors import BadInput
+from .scripts import State, ahead_message, classify
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """PostgreSQL timeouts for the migration's connections; 0 leaves the server's own."""
+
+    lock_timeout: float = 0.0
+    statement_timeout: float = 0.0
+
+    def settings(self) -> dict:
+        """{setting: value} to apply, in PostgreSQL's units (milliseconds)."""
+        values = {"lock_timeout": self.lock_timeout, "statement_timeout": self.statement_timeout}
+        return {name: f"{round(s * 1000)}ms" for name, s in values.items() if s > 0}
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the runner knows before env.py runs: the target and where DATABASE_URL points."""
+
+    scripts: ScriptDirectory
+    target_spec: str  # as given: head, heads or a revision id
+    target: tuple  # the revision ids it names
+    if_ahead: str
+    timeouts: Timeouts
+    runner_session: Optional[Identity]  # the session holding the migration lock
+
+
+@dataclass
+class InContext:
+    """The ``fn`` Alembic calls from env.py's ``context.run_migrations()``.
+
+    After the run it tells what env.py's context held: ``where`` (None if run_migrations never
+    ran), ``table``, ``heads_before``, the ``state`` it found and ``heads_after`` the last step.
+    """
+
+    expected: Expected
+    where: Optional[Identity] = None
+    table: tuple = (None, "alembic_version")
+    heads_before: tuple = ()
+    state: Optional[State] = None
+    heads_after: Optional[tuple] = None
+    warnings: list = field(default_factory=list)
+    migration_context: Any = None  # env.py's MigrationContext, once configured
+
+    def __call__(self, heads: Any, context: Any) -> Any:
+        self.migration_context = context
+        self.table = (context.version_table_schema, context.version_table)
+        self.heads_before = tuple(sorted(heads))
+        self.where = self._look_and_set(context.connection)
+        self._check_database()
+        expected = self.expected
+        self.state = classify(expected.scripts, self.heads_before, expected.target)
+        if self.state == State.AHEAD:
+            self._ahead()
+            return ()
+        if self.state == State.AT_TARGET:
+            return ()
+        # Resolved now, so a bad target fails here rather than halfway through the steps.
+        steps = expected.scripts._upgrade_revs(expected.target_spec, heads)
+        return self._run_then_read_heads(steps, context)
+
+    def _look_and_set(self, connection: Any) -> Identity:
+        """One round trip: who env.py's connection is, and the migration's timeouts set on it.
+
+        ``set_config(..., false)`` is SET: inside env.py's transaction it lasts until that
+        transaction ends (a rollback undoes it), which covers every revision of this run.
+        """
+        settings = self.expected.timeouts.settings()
+        sets = "".join(f", set_config('{name}', :{name}, false)" for name in settings)
+        row = connection.execute(text(IDENTITY_SQL + sets), settings).one()
+        return Identity(*row[:3])
+
+    def _check_database(self) -> None:
+        """env.py must migrate the database whose lock the runner holds."""
+        runner, where = self.expected.runner_session, self.where
+        if runner is None or where is None:
+            return
+        if where.database != runner.database:
+            raise BadInput(
+                f"env.py migrates database {where.database!r} but DATABASE_URL names"
+                f" {runner.database!r}: the migration lock, taken in {runner.database!r}, would"
+                f" not serialise migrations of {where.database!r}; make env.py use"
+                " DATABASE_URL_SYNC or sqlalchemy.url, or point DATABASE_URL at that database"
+            )
+        if where.server != runner.server:
+            self.warnings.append(
+                f"env.py reached the server at {where.server}, DATABASE_URL at {runner.server}:"
+                " if these are two servers, the migration lock does not serialise this migration"
+            )
+
+    def _ahead(self) -> None:
+        """The database holds revisions the scripts do not know: fail now, or leave it be."""
+        expected = self.expected
+        if expected.if_ahead == IfAhead.FAIL.value:
+            text = ahead_message(expected.scripts, self.heads_before, expected.target)
+            raise BadInput(
+                text + ": deploy an image that has these revisions, or use --if-ahead succeed"
+            )
+
+    def _run_then_read_heads(self, steps: list, context: Any) -> Iterator:
+        """Yield Alembic's steps; after the last one, read the heads in env.py's transaction."""
+        yield from steps
+        self.heads_after = tuple(sorted(context.get_current_heads()))

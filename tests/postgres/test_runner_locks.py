@@ -1,0 +1,179 @@
+"""Lock-safe apply (lock_timeout, retries) and the pooler check, against a real server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pgserver
+import pytest
+import runnerkit as kit
+import samples
+from migrategate.runner.contract import ErrorClass, ExitCode, Outcome, ResultKey
+from pgproxy import shared_connection_proxy
+
+pytestmark = pytest.mark.postgres
+
+STYLE = "seed004_ini_url"
+LOCK_TIMEOUT = 1.0
+# The blocker's query carries a literal that must never reach the runner's output.
+BLOCKER_QUERY = "SELECT count(*) FROM items WHERE name <> 'card-4111-secret'"
+
+
+@pytest.fixture
+def env(pg_server: pgserver.PgServer, pg_database: str) -> dict[str, str]:
+    return kit.base_env(pg_server.url(pg_database))
+
+
+def app_at(version: str, tmp_path: Path) -> Path:
+    return samples.materialize(STYLE, version, tmp_path / f"app-{version}")
+
+
+class Traffic(threading.Thread):
+    """Production traffic: a read of ``items`` every 50 ms; remembers the slowest."""
+
+    def __init__(self, pg: pgserver.PgServer, db: str) -> None:
+        super().__init__(daemon=True)
+        self.connection = pg.connection(db)
+        self.slowest = 0.0
+        self.reads = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            started = time.monotonic()
+            self.connection.execute("SELECT count(*) FROM items").fetchall()
+            self.slowest = max(self.slowest, time.monotonic() - started)
+            self.reads += 1
+            self.stopped.wait(0.05)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=30)
+        self.connection.close()
+
+
+def lock_waits(pg: pgserver.PgServer, db: str) -> int:
+    """Sessions of ``db`` waiting for a relation lock right now."""
+    rows = pg.execute(
+        f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND wait_event_type = 'Lock'"
+    )
+    return int(rows[0][0])
+
+
+def test_a_long_transaction_delays_traffic_by_at_most_the_lock_timeout(
+    pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
+) -> None:
+    """0004 ALTERs items while a transaction holds it: traffic waits ~lock_timeout, not 6 s."""
+    assert kit.run(app_at("v1", tmp_path), env, "migrate").code == 0
+    blocker = pg_server.connection(pg_database)
+    blocker.execute("BEGIN")
+    blocker.execute(BLOCKER_QUERY)
+    traffic = Traffic(pg_server, pg_database)
+    traffic.start()
+    result = tmp_path / "locked.json"
+    args = ("migrate", "--pg-lock-timeout", str(LOCK_TIMEOUT), "--lock-retries", "20")
+    runner = kit.start(app_at("v2", tmp_path), env, *args, result=result)
+    try:
+        time.sleep(6.0)  # the blocker's transaction: far longer than the lock timeout
+        assert runner.poll() is None, "the migration gave up while the blocker was open"
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+    done = kit.finish(runner, result)
+    traffic.stop()
+    assert done.code == 0, done.output
+    assert done.result[ResultKey.OUTCOME] == Outcome.SUCCEEDED.value
+    assert done.result[ResultKey.APPLIED_REVISIONS] == ["0004"]
+    assert done.result[ResultKey.LOCK_ATTEMPTS] >= 2
+    assert "waited longer than lock_timeout" in done.stdout
+    assert "a lock on items held by pid" in done.stdout and "retrying in" in done.stdout
+    assert "card-4111-secret" not in done.output + str(done.result)
+    assert traffic.reads > 20
+    # Queued behind the ALTER's lock request, a read waits until lock_timeout cancels it:
+    # about a second (slack for a loaded machine), never the blocker's 6 s.
+    assert traffic.slowest < LOCK_TIMEOUT + 1.5, traffic.slowest
+    assert kit.versions(pg_server, pg_database) == ["0004"]
+    kit.assert_no_password(done)
+
+
+def test_lock_retries_exhausted_exit_3_naming_the_lock_and_its_holder(
+    pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
+) -> None:
+    assert kit.run(app_at("v1", tmp_path), env, "migrate").code == 0
+    with pg_server.connection(pg_database) as blocker:
+        pid = blocker.execute("SELECT pg_backend_pid()").fetchone()[0]
+        blocker.execute("BEGIN")
+        blocker.execute(BLOCKER_QUERY)  # the last query pg_stat_activity shows for it
+        args = ("migrate", "--pg-lock-timeout", "0.3", "--lock-retries", "1")
+        done = kit.run(app_at("v2", tmp_path), env, *args)
+        blocker.execute("ROLLBACK")
+    assert done.code == ExitCode.TRANSIENT, done.output
+    assert done.result[ResultKey.ERROR_CLASS] == ErrorClass.TRANSIENT.value
+    assert done.result[ResultKey.LOCK_ATTEMPTS] == 2
+    assert done.result[ResultKey.FAILED_REVISION] == "0004"
+    message = done.result[ResultKey.MESSAGE]
+    assert "revision 0004 waited longer than lock_timeout" in message
+    assert f"a lock on items held by pid {pid} (idle in transaction" in message
+    assert "SELECT count(*) FROM items WHERE name <> '...'" in message
+    assert "gave up after 2 attempt(s)" in message
+    assert "card-4111-secret" not in done.output + str(done.result)
+    assert done.stdout.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in done.output
+    assert kit.versions(pg_server, pg_database) == ["0003"]
+    kit.assert_no_password(done)
+
+
+def test_statement_timeout_reaches_the_migration(
+    pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
+) -> None:
+    """0004 of v2 waits on an advisory lock the test holds: statement_timeout cancels it."""
+    assert kit.run(app_at("v1", tmp_path), env, "migrate").code == 0
+    with pg_server.connection(pg_database) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (samples.SLOW_LOCK_KEY,))
+        done = kit.run(app_at("v2", tmp_path), env, "migrate", "--statement-timeout", "0.5")
+    assert done.code == ExitCode.MIGRATION_FAILED, done.output
+    assert "revision 0004 failed" in done.stdout and "statement timeout" in done.stdout
+    kit.assert_no_password(done)
+
+
+def proxied_env(pg: pgserver.PgServer, db: str, port: int) -> dict[str, str]:
+    url = pg.url(db).replace(f"@{pg.host}:{pg.port}/", f"@127.0.0.1:{port}/")
+    return kit.base_env(url)
+
+
+def test_behind_a_transaction_pooler_the_second_runner_finds_the_lock_reused(
+    pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path
+) -> None:
+    """The first runner's session lock outlives it in the shared server session."""
+    socket_path = pg_server.socket_dir / f".s.PGSQL.{pg_server.port}"
+    with shared_connection_proxy(socket_path, pgserver.APP_USER, pg_database) as port:
+        env = proxied_env(pg_server, pg_database, port)
+        first = kit.run(app_at("v1", tmp_path), env, "migrate")
+        assert first.code == 0, first.output
+        second = kit.run(app_at("v2", tmp_path), env, "migrate")
+    assert second.code == ExitCode.BAD_INPUT, second.output
+    assert "already held by this very session" in second.stdout
+    assert "point databaseURL (DATABASE_URL) at PostgreSQL itself" in second.stdout
+    assert len(second.stdout.strip().splitlines()) == 1
+    assert kit.versions(pg_server, pg_database) == ["0003"]
+    kit.assert_no_password(first, second)
+
+
+def test_two_concurrent_runners_behind_a_transaction_pooler(
+    pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path
+) -> None:
+    """Both get the lock of one shared session; the check stops at least one of them."""
+    socket_path = pg_server.socket_dir / f".s.PGSQL.{pg_server.port}"
+    with shared_connection_proxy(socket_path, pgserver.APP_USER, pg_database) as port:
+        env = proxied_env(pg_server, pg_database, port)
+        app = app_at("v1", tmp_path)
+        results = [tmp_path / "a.json", tmp_path / "b.json"]
+        procs = [kit.start(app, env, "migrate", result=r) for r in results]
+        runs = [kit.finish(p, r) for p, r in zip(procs, results, strict=True)]
+    caught = [r for r in runs if "pooler in transaction mode" in r.stdout]
+    assert caught, [r.output for r in runs]
+    for run in caught:
+        assert run.code == ExitCode.BAD_INPUT and "Traceback" not in run.output
+    kit.assert_no_password(*runs)
