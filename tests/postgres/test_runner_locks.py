@@ -26,8 +26,8 @@ def env(pg_server: pgserver.PgServer, pg_database: str) -> dict[str, str]:
     return kit.base_env(pg_server.url(pg_database))
 
 
-def app_at(version: str, tmp_path: Path) -> Path:
-    return samples.materialize(STYLE, version, tmp_path / f"app-{version}")
+def app_at(version: str, tmp_path: Path, style: str = STYLE) -> Path:
+    return samples.materialize(style, version, tmp_path / f"app-{version}")
 
 
 class Traffic(threading.Thread):
@@ -98,16 +98,31 @@ def test_a_long_transaction_delays_traffic_by_at_most_the_lock_timeout(
     kit.assert_no_password(done)
 
 
+@pytest.mark.parametrize(
+    ("style", "asyncpg_only"),
+    [
+        (STYLE, False),  # psycopg, env.py's own engine
+        ("seed001_async_settings", True),  # env.py's own asyncpg engine and event loop
+        ("seed000_env_sync_url", True),  # asyncpg through the runner's run_sync
+    ],
+)
 def test_lock_retries_exhausted_exit_3_naming_the_lock_and_its_holder(
-    pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
+    style: str,
+    asyncpg_only: bool,
+    pg_server: pgserver.PgServer,
+    pg_database: str,
+    env: dict,
+    tmp_path: Path,
 ) -> None:
-    assert kit.run(app_at("v1", tmp_path), env, "migrate").code == 0
+    if asyncpg_only:
+        env = kit.asyncpg_only(env, tmp_path)
+    assert kit.run(app_at("v1", tmp_path, style), env, "migrate").code == 0
     with pg_server.connection(pg_database) as blocker:
         pid = blocker.execute("SELECT pg_backend_pid()").fetchone()[0]
         blocker.execute("BEGIN")
         blocker.execute(BLOCKER_QUERY)  # the last query pg_stat_activity shows for it
         args = ("migrate", "--pg-lock-timeout", "0.3", "--lock-retries", "1")
-        done = kit.run(app_at("v2", tmp_path), env, *args)
+        done = kit.run(app_at("v2", tmp_path, style), env, *args)
         blocker.execute("ROLLBACK")
     assert done.code == ExitCode.TRANSIENT, done.output
     assert done.result[ResultKey.ERROR_CLASS] == ErrorClass.TRANSIENT.value
@@ -177,3 +192,39 @@ def test_two_concurrent_runners_behind_a_transaction_pooler(
     for run in caught:
         assert run.code == ExitCode.BAD_INPUT and "Traceback" not in run.output
     kit.assert_no_password(*runs)
+
+
+@pytest.mark.parametrize(
+    "driver", ["postgresql+psycopg", "postgresql+psycopg2", "postgresql+asyncpg"]
+)
+def test_engines_env_py_makes_get_the_timeouts_on_connect(
+    driver: str, pg_server: pgserver.PgServer, pg_database: str
+) -> None:
+    """An engine env.py makes during the upgrade, of any driver, starts with the timeouts."""
+    import asyncio
+
+    from migrategate.runner.upgrade import applied_on_connect
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    query = text("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
+    url = pg_server.url(pg_database, driver=driver)
+
+    async def read_async() -> tuple:
+        engine = create_async_engine(url, poolclass=NullPool)
+        async with engine.connect() as connection:
+            row = (await connection.execute(query)).one()
+        await engine.dispose()
+        return tuple(row)
+
+    def read() -> tuple:
+        if driver.endswith("asyncpg"):
+            return asyncio.run(read_async())
+        engine = create_engine(url, poolclass=NullPool)
+        with engine.connect() as connection:
+            return tuple(connection.execute(query).one())
+
+    with applied_on_connect({"lock_timeout": "1500ms", "statement_timeout": "60000ms"}):
+        assert read() == ("1500ms", "1min")
+    assert read() == ("0", "0")  # only while the upgrade runs
