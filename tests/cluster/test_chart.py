@@ -9,6 +9,7 @@ chart's RBAC is enough, and a refused Secret read proves it is not more.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -116,6 +117,34 @@ def test_chart_crd_is_the_generated_crd(control_plane) -> None:
     assert render(control_plane, OPERATOR_CHART, "crds.create=false") == [
         d for d in render(control_plane, OPERATOR_CHART) if d["kind"] != "CustomResourceDefinition"
     ]
+
+
+def test_name_overrides_rename_every_object_and_the_name_label(control_plane) -> None:
+    default = render(control_plane, OPERATOR_CHART)
+    named = render(control_plane, OPERATOR_CHART, "nameOverride=mg")
+    full = render(control_plane, OPERATOR_CHART, "fullnameOverride=ops", "replicas=2")
+    (deployment,) = of_kind(default, "Deployment")
+    assert deployment["metadata"]["name"] == "rel-migrategate"
+    (deployment,) = of_kind(named, "Deployment")
+    assert deployment["metadata"]["name"] == "rel-mg"
+    assert deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "mg"
+    ours = [d for d in full if d["kind"] != "CustomResourceDefinition"]
+    names = {d["kind"]: d["metadata"]["name"] for d in ours}
+    assert names == {
+        "ServiceAccount": "ops",
+        "ClusterRole": "ops",
+        "ClusterRoleBinding": "ops",
+        "Deployment": "ops",
+        "Service": "ops-metrics",
+        "ClusterKopfPeering": "ops",
+    }
+    (deployment,) = of_kind(full, "Deployment")
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["MIGRATEGATE_PEERING"] == "ops"
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
 
 
 def test_operator_pods_follow_the_restricted_profile(control_plane) -> None:
@@ -277,3 +306,61 @@ def test_two_replicas_one_serves_and_the_other_takes_over(
 
 def _assert(ok: bool) -> None:
     assert ok
+
+
+def parent_chart(tmp_path: Path, values: dict[str, Any]) -> Path:
+    """A tiny umbrella chart with the operator chart as its subchart, in its charts/."""
+    parent = tmp_path / "platform"
+    (parent / "charts").mkdir(parents=True)
+    shutil.copytree(OPERATOR_CHART, parent / "charts" / "migrategate")
+    version = yaml.safe_load((OPERATOR_CHART / "Chart.yaml").read_text())["version"]
+    chart = {
+        "apiVersion": "v2",
+        "name": "platform",
+        "version": "0.1.0",
+        "dependencies": [{"name": "migrategate", "version": version}],
+    }
+    (parent / "Chart.yaml").write_text(yaml.safe_dump(chart))
+    (parent / "values.yaml").write_text(yaml.safe_dump(values))
+    (parent / "templates").mkdir()
+    (parent / "templates" / "team.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-team\n"
+        "data:\n  team: {{ .Values.global.team | quote }}\n"
+    )
+    return parent
+
+
+def test_operator_chart_installs_as_a_subchart_with_globals(
+    control_plane, namespace, node_images, pg, tmp_path
+) -> None:
+    cp = control_plane
+    db = pg.create_database()
+    cp.kubectl(
+        "create", "secret", "generic", "db", "-n", namespace, f"--from-literal=url={pg.url(db)}"
+    )
+    cp.kubectl("apply", "-f", str(REPO / "crds" / "databasemigrations.migrategate.io.yaml"))
+    repository, tag = node_images.runner().rsplit(":", 1)
+    parent = parent_chart(
+        tmp_path,
+        {
+            # A parent's globals reach every subchart: the values schema must let them in.
+            "global": {"imageRegistry": "registry.example", "team": "platform"},
+            "migrategate": {
+                "fullnameOverride": "platform-migrations",
+                "image": {"repository": repository, "tag": tag},
+                "crds": {"create": False},
+                "watchNamespaces": [namespace],
+            },
+        },
+    )
+    assert "0 chart(s) failed" in helm(cp, "lint", "--strict", str(parent))
+    helm(cp, "install", "platform", str(parent), "-n", namespace, "--wait", "--timeout=120s")
+    try:
+        (pod,) = operator_pods(cp, namespace)
+        assert pod["metadata"]["name"].startswith("platform-migrations-")
+        assert pod["spec"]["serviceAccountName"] == "platform-migrations"
+        image = node_images.app("seed004_ini_url", "v1")
+        cp.kubectl("apply", "-f", "-", input=json.dumps(migration("shop", namespace, image)))
+        cp.kubectl("wait", "--for=condition=Ready", "dbm/shop", "-n", namespace, "--timeout=120s")
+    finally:
+        helm(cp, "uninstall", "platform", "-n", namespace, "--wait", "--timeout=60s", check=False)
