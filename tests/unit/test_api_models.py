@@ -1,7 +1,11 @@
 """Spec and status models: defaults, aliases and validation."""
 
 import pytest
-from migrategate.api.models import DatabaseMigrationSpec, DatabaseMigrationStatus
+from migrategate.api.models import (
+    DatabaseMigrationSpec,
+    DatabaseMigrationStatus,
+    duration_seconds,
+)
 from pydantic import ValidationError
 
 MINIMAL = {"image": "app:1", "databaseURL": {"secretKeyRef": {"name": "db", "key": "url"}}}
@@ -14,6 +18,8 @@ def test_minimal_spec_gets_documented_defaults():
     assert spec.runner.mode == "inject"
     assert spec.runner.driver == "auto"
     assert spec.runner.lock_timeout_seconds == 300
+    assert (spec.runner.lock_timeout, spec.runner.statement_timeout) == ("5s", "0")
+    assert spec.runner.lock_retries == 5
     assert spec.retry.limit == 3
     assert spec.history_limit == 3
     assert spec.suspend is False
@@ -44,6 +50,10 @@ def test_round_trip_uses_camel_case_aliases():
         {"databaseURL": {"secretKeyRef": {"name": "db"}}},
         {"runner": {"mode": "sidecar"}},
         {"runner": {"lockTimeoutSeconds": 0}},
+        {"runner": {"lockTimeout": "5"}},  # no unit: seconds or minutes?
+        {"runner": {"lockTimeout": "1h"}},
+        {"runner": {"statementTimeout": "-1s"}},
+        {"runner": {"lockRetries": -1}},
         {"alembic": {"xArgs": ["novalue"]}},
         {"retry": {"backoffSeconds": 10, "maxBackoffSeconds": 5}},
         {"historyLimit": -1},
@@ -71,3 +81,11 @@ def test_status_reads_what_the_operator_writes():
     assert status.phase == "Succeeded"
     assert status.conditions[0].observed_generation == 2
     assert status.current_revision == ["b2"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("0", 0.0), ("500ms", 0.5), ("5s", 5.0), ("1.5s", 1.5), ("2m", 120.0)]
+)
+def test_durations_in_seconds(text: str, seconds: float) -> None:
+    assert DatabaseMigrationSpec.model_validate({**MINIMAL, "runner": {"lockTimeout": text}})
+    assert duration_seconds(text) == seconds

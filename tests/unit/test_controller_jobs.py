@@ -54,7 +54,14 @@ def test_args_parse_with_a_parser_built_from_the_contract():
         {
             **BASE,
             "alembic": {"target": "b2", "section": "db2", "xArgs": ["a=1", "b=x=y"]},
-            "runner": {"driver": "asyncpg", "lockTimeoutSeconds": 7, "ifAhead": "fail"},
+            "runner": {
+                "driver": "asyncpg",
+                "lockTimeoutSeconds": 7,
+                "ifAhead": "fail",
+                "lockTimeout": "500ms",
+                "statementTimeout": "2m",
+                "lockRetries": 3,
+            },
         }
     )
     parser = argparse.ArgumentParser()
@@ -66,6 +73,7 @@ def test_args_parse_with_a_parser_built_from_the_contract():
     assert ns.command == "migrate"
     assert (ns.target, ns.section, ns.driver) == ("b2", "db2", "asyncpg")
     assert ns.lock_timeout == "7" and ns.if_ahead == "fail"
+    assert (ns.pg_lock_timeout, ns.statement_timeout, ns.lock_retries) == ("0.5", "120", "3")
     assert ns.result_file == "/dev/termination-log"
     assert ns.database_url_env == "DATABASE_URL"
     assert ns.x == ["a=1", "b=x=y"]
@@ -76,6 +84,8 @@ def test_default_args_are_plain_values_the_cli_accepts():
     pairs = dict(zip(args[1::2], args[2::2], strict=True))
     assert pairs["--driver"] == "auto" and pairs["--if-ahead"] == "succeed"
     assert pairs["--target"] == "head" and pairs["--lock-timeout"] == "300"
+    assert pairs["--pg-lock-timeout"] == "5" and pairs["--statement-timeout"] == "0"
+    assert pairs["--lock-retries"] == "5"
     for opt in contract.OPTIONS:
         if opt.choices and opt.flag in pairs:
             assert pairs[opt.flag] in opt.choices

@@ -23,6 +23,18 @@ K8sList = list[Annotated[dict[str, Any], Field(json_schema_extra=_PRESERVE)]]
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
+# A duration as PostgreSQL and Kubernetes users write it: 500ms, 5s, 2m ("0" turns it off).
+DURATION = r"^(0|[0-9]+(\.[0-9]+)?(ms|s|m))$"
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def duration_seconds(value: str) -> float:
+    """Seconds in a DURATION string (the pattern has been checked)."""
+    for unit in ("ms", "s", "m"):  # "ms" before "s" and "m"
+        if value.endswith(unit):
+            return float(value[: -len(unit)]) * _DURATION_UNITS[unit]
+    return float(value)
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(
@@ -110,6 +122,29 @@ class RunnerSpec(_Model):
     )
     lock_timeout_seconds: int = Field(
         300, ge=1, description="Seconds to wait for the migration advisory lock."
+    )
+    lock_timeout: str = Field(
+        "5s",
+        pattern=DURATION,
+        description="PostgreSQL lock_timeout of the migration's connections (500ms, 5s, 1m): "
+        "a revision waits at most this long for a table lock, so traffic queued behind its "
+        "lock request waits no longer; then the whole upgrade is retried (lockRetries). "
+        "0 keeps the server's setting.",
+    )
+    statement_timeout: str = Field(
+        "0",
+        pattern=DURATION,
+        description="PostgreSQL statement_timeout of the migration's connections "
+        "(500ms, 30s, 10m); a statement running longer fails the revision. "
+        "0 (the default) keeps the server's setting.",
+    )
+    lock_retries: int = Field(
+        5,
+        ge=0,
+        le=100,
+        description="Times the whole upgrade runs again after hitting lockTimeout, with "
+        "doubling delays (1 s to 30 s, jittered). Then the Job exits 3 (transient) and "
+        "retry.limit applies.",
     )
     if_ahead: IfAhead = Field(
         IfAhead.SUCCEED,

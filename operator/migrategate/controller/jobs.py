@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrategate.api import constants as c
-from migrategate.api.models import DatabaseMigrationSpec, JobSpec, RunnerMode
+from migrategate.api.models import DatabaseMigrationSpec, JobSpec, RunnerMode, duration_seconds
 from migrategate.runner import contract
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -103,6 +103,9 @@ def runner_args(spec: DatabaseMigrationSpec) -> list[str]:
         "database_url_env": DATABASE_URL_ENV,
         "driver": spec.runner.driver,
         "lock_timeout": str(spec.runner.lock_timeout_seconds),
+        "pg_lock_timeout": f"{duration_seconds(spec.runner.lock_timeout):g}",
+        "statement_timeout": f"{duration_seconds(spec.runner.statement_timeout):g}",
+        "lock_retries": str(spec.runner.lock_retries),
         "result_file": RESULT_FILE,
         "if_ahead": spec.runner.if_ahead,
     }
