@@ -121,16 +121,20 @@ def reader(pg_server: pgserver.PgServer, pg_database: str) -> str:
     return pg_server.url(pg_database, user=READER)
 
 
+@pytest.mark.parametrize("asyncpg_only", [False, True])
 def test_a_role_without_select_on_the_version_table_is_told_what_to_grant(
-    pg_server: pgserver.PgServer, pg_database: str, reader: str, tmp_path: Path
+    asyncpg_only: bool, pg_server: pgserver.PgServer, pg_database: str, reader: str, tmp_path: Path
 ) -> None:
     app = samples.materialize(STYLE, "v1", tmp_path / "app")
     owner_env = kit.base_env(pg_server.url(pg_database))
     assert kit.run(app, owner_env, "migrate").code == 0
+    reader_env = kit.base_env(reader)
+    if asyncpg_only:
+        reader_env = kit.asyncpg_only(reader_env, tmp_path)
     started = time.monotonic()
-    waited = kit.run(app, kit.base_env(reader), "wait", "--timeout", "120")
+    waited = kit.run(app, reader_env, "wait", "--timeout", "120")
     assert time.monotonic() - started < 30  # fails fast, does not spin until --timeout
-    checked = kit.run(app, kit.base_env(reader), "check")
+    checked = kit.run(app, reader_env, "check")
     for done in (waited, checked):
         assert done.code == ExitCode.BAD_INPUT, done.output
         assert done.result[ResultKey.ERROR_CLASS] == ErrorClass.BAD_INPUT.value

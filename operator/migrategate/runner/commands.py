@@ -199,6 +199,18 @@ def lock_retry_delay(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
+def expectations(settings: Settings, project: Project, session: Session) -> Expected:
+    """What env.py's context is judged against (and the timeouts it gets)."""
+    return Expected(
+        scripts=project.scripts,
+        target_spec=settings.target,
+        target=project.target,
+        if_ahead=settings.if_ahead,
+        timeouts=Timeouts(settings.pg_lock_timeout, settings.statement_timeout),
+        runner_session=session.identity(),
+    )
+
+
 def upgrade_with_retries(
     settings: Settings,
     project: Project,
@@ -213,14 +225,7 @@ def upgrade_with_retries(
     PostgreSQL rolled the timed-out transaction back, so each attempt starts clean, and
     traffic queued behind the migration's lock request waited at most lock_timeout.
     """
-    expected = Expected(
-        scripts=project.scripts,
-        target_spec=settings.target,
-        target=project.target,
-        if_ahead=settings.if_ahead,
-        timeouts=Timeouts(settings.pg_lock_timeout, settings.statement_timeout),
-        runner_session=session.identity(),
-    )
+    expected = expectations(settings, project, session)
     attempts = settings.lock_retries + 1
     for attempt in range(1, attempts + 1):
         report.lock_attempts = attempt
@@ -239,20 +244,21 @@ def upgrade_with_retries(
                     error.statement,
                     error.failed_revision,
                 ) from None
-            delay = lock_retry_delay(attempt)
-            report.warn(f"attempt {attempt} of {attempts}: {text}")
-            out.write(
-                mask(
-                    f"{text}: attempt {attempt} of {attempts}, retrying in {delay:.1f}s\n",
-                    report.secrets,
-                )
-            )
-            sleep(delay)
+            sleep(announce_retry(text, attempt, attempts, out, report))
         except RunnerError as error:
             report.to_revisions = versions_after_failure(session, project, found, report)
             report.failed_revision = getattr(error, "failed_revision", None)
             raise
     raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def announce_retry(text: str, attempt: int, attempts: int, out: TextIO, report: Report) -> float:
+    """Report a lock_timeout retry (output and result warnings); return the delay before it."""
+    delay = lock_retry_delay(attempt)
+    report.warn(f"attempt {attempt} of {attempts}: {text}")
+    line = f"{text}: attempt {attempt} of {attempts}, retrying in {delay:.1f}s\n"
+    out.write(mask(line, report.secrets))
+    return delay
 
 
 def versions_after_failure(
