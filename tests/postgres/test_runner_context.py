@@ -200,3 +200,23 @@ def test_env_py_on_another_database_is_refused(
         kit.assert_no_password(done)
     finally:
         pg_server.drop_database(other)
+
+
+def test_env_py_reaching_the_server_another_way_gets_a_warning(
+    pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path
+) -> None:
+    """DATABASE_URL over TCP, env.py over the unix socket: the runner cannot prove it is one
+    server, so it says so (the same database name: not an error)."""
+    socket_url = (
+        f"postgresql+psycopg://{pgserver.APP_USER}@/{pg_database}"
+        f"?host={pg_server.socket_dir}&port={pg_server.port}"
+    )
+    env = {**kit.base_env(pg_server.url(pg_database)), "MIGRATION_OWNER_URL": socket_url}
+    done = kit.run(own_app("v1", tmp_path), env, "migrate")
+    assert done.code == 0, done.output
+    warning = (
+        f"env.py reached the server at local socket, DATABASE_URL at 127.0.0.1:{pg_server.port}"
+    )
+    assert any(warning in w for w in done.result[ResultKey.WARNINGS]), done.result
+    assert kit.versions(pg_server, pg_database) == ["0003"]
+    kit.assert_no_password(done)
