@@ -51,6 +51,8 @@ FAST_SETTINGS = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
     "max_connections": "200",
+    # A failed test's report shows the server log: did the client's connection arrive?
+    "log_connections": "on",
 }
 
 
@@ -132,6 +134,11 @@ class PgServer:
         cmd += ["-l", str(log), "-w", "-t", str(int(timeout)), "start"]
         subprocess.run(cmd, check=True, capture_output=True)
         self._wait_ready(timeout)
+
+    def log_tail(self, lines: int = 60) -> str:
+        """The end of the server's log (connections are logged)."""
+        log = self.base_dir / "server.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are terminated)."""

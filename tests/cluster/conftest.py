@@ -49,6 +49,36 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.skip(reason=external.OWN_NODE_REASON))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    """A failed cluster test's report carries what the cluster saw: pods, events, pod
+    logs and the end of PostgreSQL's log (a status alone rarely says why)."""
+    report = yield
+    args = getattr(item, "funcargs", {})
+    if report.when == "call" and report.failed and "namespace" in args:
+        for title, text in diagnostics(args["control_plane"], args["namespace"], args.get("pg")):
+            report.sections.append((title, text))
+    return report
+
+
+def diagnostics(
+    cp: ControlPlane, namespace: str, pg: pgserver.PgServer | None
+) -> list[tuple[str, str]]:
+    """(title, text) pairs describing ``namespace``'s pods and the database server."""
+
+    def kubectl(*args: str) -> str:
+        return cp.kubectl(*args, "-n", namespace, check=False)
+
+    found = [("pods", kubectl("get", "pods", "-o", "wide"))]
+    found.append(("events", kubectl("get", "events", "--sort-by=.lastTimestamp")))
+    for pod in kubectl("get", "pods", "-o", "name").split():
+        logs = kubectl("logs", pod, "--all-containers", "--prefix", "--tail=40")
+        found.append((f"logs of {pod}", logs))
+    if pg is not None:
+        found.append(("PostgreSQL log", pg.log_tail()))
+    return found
+
+
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """A running control plane; its kubeconfig and ``env`` serve kubectl, helm and clients."""

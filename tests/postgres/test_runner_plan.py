@@ -109,9 +109,9 @@ def test_every_seed_style_renders_or_says_why(
         assert "-- revision 0004 (0003 -> 0004)" in done.stdout
         assert "ALTER TABLE items ADD COLUMN created_at" in done.stdout
         assert "CREATE UNIQUE INDEX ix_items_slug ON items (slug);" in done.stdout
-        # the advisory-lock SELECT of 0004, the column, the index: no BEGIN/COMMIT, no
-        # alembic_version bookkeeping
-        assert result[PlanKey.STATEMENT_COUNT] == 3
+        # 0004's four statements around its advisory-lock wait, the column, the index: no
+        # BEGIN/COMMIT, no alembic_version bookkeeping
+        assert result[PlanKey.STATEMENT_COUNT] == 6
         assert result[PlanKey.LINT_STATUS] == LintStatus.LINTED.value
     else:  # seed 001: `if context.is_offline_mode(): pass`
         assert result[PlanKey.UNRENDERABLE_COUNT] == 2

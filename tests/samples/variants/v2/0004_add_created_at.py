@@ -18,7 +18,16 @@ SLOW_LOCK_KEY = 7400001
 
 
 def upgrade() -> None:
+    # The runner's lock_timeout (a few seconds) would end this deliberate wait with 55P03,
+    # so it is off for the wait only; the ALTER below runs under it again.
+    op.execute(
+        sa.text("SELECT set_config('samples.lock_timeout', current_setting('lock_timeout'), true)")
+    )
+    op.execute(sa.text("SET LOCAL lock_timeout = 0"))
     op.execute(sa.text(f"SELECT pg_advisory_xact_lock({SLOW_LOCK_KEY})"))
+    op.execute(
+        sa.text("SELECT set_config('lock_timeout', current_setting('samples.lock_timeout'), true)")
+    )
     op.add_column(
         "items",
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now()),
