@@ -87,8 +87,9 @@ def test_a_long_transaction_delays_traffic_by_at_most_the_lock_timeout(
     assert done.result[ResultKey.OUTCOME] == Outcome.SUCCEEDED.value
     assert done.result[ResultKey.APPLIED_REVISIONS] == ["0004"]
     assert done.result[ResultKey.LOCK_ATTEMPTS] >= 2
-    assert "waited longer than lock_timeout" in done.stdout
-    assert "a lock on items held by pid" in done.stdout and "retrying in" in done.stdout
+    assert "revision 0004 could not get a lock within lock_timeout (1s)" in done.stdout
+    assert "a lock on items held by pid" in done.stdout and "; retry 1 of 20 in" in done.stdout
+    assert "lock_timeout was hit" in done.result[ResultKey.WARNINGS][0]
     assert "card-4111-secret" not in done.output + str(done.result)
     assert traffic.reads > 20
     # Queued behind the ALTER's lock request, a read waits until lock_timeout cancels it:
@@ -129,10 +130,10 @@ def test_lock_retries_exhausted_exit_3_naming_the_lock_and_its_holder(
     assert done.result[ResultKey.LOCK_ATTEMPTS] == 2
     assert done.result[ResultKey.FAILED_REVISION] == "0004"
     message = done.result[ResultKey.MESSAGE]
-    assert "revision 0004 waited longer than lock_timeout" in message
+    assert "revision 0004 could not get a lock within lock_timeout (0.3s)" in message
     assert f"a lock on items held by pid {pid} (idle in transaction" in message
     assert "SELECT count(*) FROM items WHERE name <> '...'" in message
-    assert "gave up after 2 attempt(s)" in message
+    assert "gave up after 2 attempts" in message
     assert "card-4111-secret" not in done.output + str(done.result)
     assert done.stdout.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in done.output

@@ -94,6 +94,22 @@ def test_invalidated_connection_is_transient(script) -> None:
     assert isinstance(upgrade.classify_failure(error, script), Transient)
 
 
+@pytest.mark.parametrize(
+    ("raised", "says"),
+    [
+        (TimeoutError(), "timed out connecting"),  # asyncpg's connect timeout, bare
+        (ConnectionRefusedError(111, "Connection refused"), "Connection refused"),
+    ],
+)
+def test_env_py_connect_errors_raised_bare_are_transient(script, raised, says) -> None:
+    failure = upgrade.classify_failure(raised, script)
+    assert isinstance(failure, Transient), failure
+    assert (
+        failure.message.startswith("env.py could not reach the database")
+        and says in failure.message
+    )
+
+
 def test_other_env_py_errors_are_migration_failures(script) -> None:
     failure = upgrade.classify_failure(KeyError("sqlalchemy.url"), script)
     assert isinstance(failure, MigrationFailed) and failure.failed_revision is None
@@ -117,7 +133,7 @@ def test_lock_timeout_is_retryable_and_keeps_the_statement(script) -> None:
     failure = upgrade.classify_failure(error, script)
     assert isinstance(failure, LockTimedOut) and isinstance(failure, Transient)
     assert failure.statement == "ALTER TABLE items ADD COLUMN x int"
-    assert "waited longer than lock_timeout" in failure.message
+    assert failure.message == "env.py could not get a lock within lock_timeout"
 
 
 def test_permission_denied_on_the_version_table_names_role_table_and_grant(script) -> None:

@@ -236,11 +236,14 @@ def upgrade_with_retries(
             )
             return found
         except LockTimedOut as error:
-            text = f"{error.message}; {session.blocker(error.statement)}"
+            text = (
+                f"{error.message} ({settings.pg_lock_timeout:g}s):"
+                f" {session.blocker(error.statement)}"
+            )
             if attempt == attempts:
                 raise LockTimedOut(
-                    f"{text}; gave up after {attempts} attempt(s): retry later, end that"
-                    " transaction, or raise --pg-lock-timeout / --lock-retries",
+                    f"{text}; gave up after {attempts} attempts: end that transaction or retry"
+                    " later (--lock-retries, --pg-lock-timeout)",
                     error.statement,
                     error.failed_revision,
                 ) from None
@@ -253,11 +256,10 @@ def upgrade_with_retries(
 
 
 def announce_retry(text: str, attempt: int, attempts: int, out: TextIO, report: Report) -> float:
-    """Report a lock_timeout retry (output and result warnings); return the delay before it."""
+    """Print a lock_timeout retry and keep it for the result; return the delay before it."""
     delay = lock_retry_delay(attempt)
-    report.warn(f"attempt {attempt} of {attempts}: {text}")
-    line = f"{text}: attempt {attempt} of {attempts}, retrying in {delay:.1f}s\n"
-    out.write(mask(line, report.secrets))
+    report.lock_timeouts.append(text)
+    out.write(mask(f"{text}; retry {attempt} of {attempts - 1} in {delay:.1f}s\n", report.secrets))
     return delay
 
 
@@ -320,7 +322,13 @@ def conclude(
     pending = pending_revisions(project.scripts, found.heads_before, project.target)
     report.applied_revisions = pending
     report.outcome = Outcome.SUCCEEDED.value
-    retried = f" after {report.lock_attempts} attempts" if report.lock_attempts > 1 else ""
+    retried = ""
+    if report.lock_timeouts:
+        retried = f" after {report.lock_attempts} attempts"
+        report.warn(
+            f"lock_timeout was hit {len(report.lock_timeouts)} time(s) before the upgrade went"
+            f" through; the last time: {report.lock_timeouts[-1]}"
+        )
     report.message = (
         f"upgraded {', '.join(found.heads_before) or 'base'} -> {', '.join(after)}:"
         f" applied {len(pending)} revision(s){retried}"

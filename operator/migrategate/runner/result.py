@@ -29,6 +29,7 @@ class Report:
     warnings: list = field(default_factory=list)
     driver: Optional[str] = None
     lock_attempts: int = 0  # runs of the upgrade (more than 1 after a lock_timeout)
+    lock_timeouts: list = field(default_factory=list)  # what each lock_timeout ran into
     runner_version: str = ""
     secrets: list = field(default_factory=list)  # password spellings to mask; never written
     plan: Any = None  # `plan`'s plan_result.PlanResult: its keys join the result

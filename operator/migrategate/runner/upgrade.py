@@ -211,7 +211,7 @@ def classify_failure(
     if state == LOCK_NOT_AVAILABLE or LOCK_TIMEOUT_TEXT in str(error):
         where = f"revision {revision}" if revision else "env.py"
         return LockTimedOut(
-            f"{where} waited longer than lock_timeout for a lock: {summary}",
+            f"{where} could not get a lock within lock_timeout",
             statement=str(getattr(error, "statement", "") or ""),
             failed_revision=revision,
         )
@@ -224,6 +224,10 @@ def classify_failure(
         if is_permanent_connect_error(error):
             return BadInput(f"env.py could not log in to the database: {summary}; check the URL")
         return Transient(f"env.py could not reach the database: {summary}; retry")
+    if revision is None and isinstance(error, (OSError, asyncio.TimeoutError)):
+        # asyncpg's connect raises these bare (SQLAlchemy wraps only DBAPI errors)
+        reason = summary if str(error) else "timed out connecting"
+        return Transient(f"env.py could not reach the database: {reason}; retry")
     if revision:
         return MigrationFailed(
             f"revision {revision} failed: {summary}; the transaction was rolled back,"
