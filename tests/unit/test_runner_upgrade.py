@@ -99,6 +99,7 @@ def test_invalidated_connection_is_transient(script) -> None:
     [
         (TimeoutError(), "timed out connecting"),  # asyncpg's connect timeout, bare
         (ConnectionRefusedError(111, "Connection refused"), "Connection refused"),
+        (OSError(113, "No route to host"), "No route to host"),
     ],
 )
 def test_env_py_connect_errors_raised_bare_are_transient(script, raised, says) -> None:
@@ -108,6 +109,11 @@ def test_env_py_connect_errors_raised_bare_are_transient(script, raised, says) -
         failure.message.startswith("env.py could not reach the database")
         and says in failure.message
     )
+
+
+def test_a_file_env_py_cannot_open_is_not_a_network_error(script) -> None:
+    failure = upgrade.classify_failure(FileNotFoundError(2, "No such file", "app.ini"), script)
+    assert isinstance(failure, MigrationFailed), failure
 
 
 def test_other_env_py_errors_are_migration_failures(script) -> None:

@@ -8,7 +8,9 @@ Alembic owns the transaction), ``sqlalchemy.url`` (``%`` escaped) and the
 
 import asyncio
 import contextlib
+import errno
 import os
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -37,6 +39,7 @@ LOCK_NOT_AVAILABLE = "55P03"
 LOCK_TIMEOUT_TEXT = "canceling statement due to lock timeout"  # drivers without a sqlstate
 # SQLSTATE classes meaning the connection went away mid-run: worth a retry.
 CONNECTION_LOST_STATES = ("08", "57P01", "57P02", "57P03")
+UNREACHABLE_ERRNOS = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH})
 
 
 @contextlib.contextmanager
@@ -224,8 +227,7 @@ def classify_failure(
         if is_permanent_connect_error(error):
             return BadInput(f"env.py could not log in to the database: {summary}; check the URL")
         return Transient(f"env.py could not reach the database: {summary}; retry")
-    if revision is None and isinstance(error, (OSError, asyncio.TimeoutError)):
-        # asyncpg's connect raises these bare (SQLAlchemy wraps only DBAPI errors)
+    if revision is None and _unreachable(error):
         reason = summary if str(error) else "timed out connecting"
         return Transient(f"env.py could not reach the database: {reason}; retry")
     if revision:
@@ -240,6 +242,13 @@ def classify_failure(
             " (it is put on sys.path) or fix the import"
         )
     return MigrationFailed(f"env.py failed before any revision ran: {summary}")
+
+
+def _unreachable(error: BaseException) -> bool:
+    """A connect failure asyncpg raises bare (SQLAlchemy wraps only DBAPI errors): refused,
+    reset, timed out, no route, or a host name that does not resolve."""
+    network = (ConnectionError, TimeoutError, asyncio.TimeoutError, socket.gaierror)
+    return isinstance(error, network) or getattr(error, "errno", None) in UNREACHABLE_ERRNOS
 
 
 def _version_table_denied(context: Any, summary: str) -> BadInput:
