@@ -212,6 +212,12 @@ def app_namespace(control_plane, namespace, pg) -> str:
     control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+def database_secret(cp, namespace: str, pg) -> None:
+    """The Secret ``db`` (key ``url``) of a fresh database, in ``namespace``."""
+    url = pg.url(pg.create_database())
+    cp.kubectl("create", "secret", "generic", "db", "-n", namespace, f"--from-literal=url={url}")
+
+
 @pytest.fixture
 def uninstall(control_plane, namespace):
     """helm uninstall afterwards: a cluster-wide operator must not outlive its test."""
@@ -250,10 +256,7 @@ def test_two_replicas_one_serves_and_the_other_takes_over(
     control_plane, namespace, node_images, pg, uninstall
 ) -> None:
     cp = control_plane
-    db = pg.create_database()
-    cp.kubectl(
-        "create", "secret", "generic", "db", "-n", namespace, f"--from-literal=url={pg.url(db)}"
-    )
+    database_secret(cp, namespace, pg)
     install_operator(
         cp, namespace, node_images.runner(), "replicas=2", f"watchNamespaces={{{namespace}}}"
     )
@@ -334,10 +337,7 @@ def test_operator_chart_installs_as_a_subchart_with_globals(
     control_plane, namespace, node_images, pg, tmp_path
 ) -> None:
     cp = control_plane
-    db = pg.create_database()
-    cp.kubectl(
-        "create", "secret", "generic", "db", "-n", namespace, f"--from-literal=url={pg.url(db)}"
-    )
+    database_secret(cp, namespace, pg)
     cp.kubectl("apply", "-f", str(REPO / "crds" / "databasemigrations.migrategate.io.yaml"))
     repository, tag = node_images.runner().rsplit(":", 1)
     parent = parent_chart(
