@@ -19,7 +19,6 @@ from sqlalchemy.engine import URL
 from .contract import Driver, ExitCode, IfAhead, Outcome
 from .database import Session, lock_key, qualified
 from .errors import (
-    BadInput,
     LockTimedOut,
     PermissionDenied,
     RunnerError,
@@ -31,6 +30,7 @@ from .result import Report
 from .scripts import (
     DEFAULT_VERSION_TABLE,
     State,
+    ahead_error,
     ahead_message,
     classify,
     env_py_source,
@@ -141,11 +141,9 @@ def fast_path_allowed(settings: Settings, project: Project) -> bool:
 
 def handle_ahead(settings: Settings, project: Project, current: list, report: Report) -> int:
     """The database holds revisions the image does not know (or is past the target)."""
-    text = ahead_message(project.scripts, current, project.target)
     if settings.if_ahead == IfAhead.FAIL.value:
-        raise BadInput(
-            text + ": deploy an image that has these revisions, or use --if-ahead succeed"
-        )
+        raise ahead_error(project.scripts, current, project.target)
+    text = ahead_message(project.scripts, current, project.target)
     report.warn(text)
     report.outcome = Outcome.UP_TO_DATE.value
     report.message = text

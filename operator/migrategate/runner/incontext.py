@@ -17,7 +17,7 @@ from sqlalchemy import text
 from .contract import IfAhead
 from .database import IDENTITY_SQL, Identity
 from .errors import BadInput
-from .scripts import State, ahead_message, classify
+from .scripts import State, ahead_error, classify
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,9 @@ class InContext:
     def _look_and_set(self, connection: Any) -> Identity:
         """One round trip: who env.py's connection is, and the migration's timeouts set on it.
 
-        ``set_config(..., false)`` is SET: inside env.py's transaction it lasts until that
-        transaction ends (a rollback undoes it), which covers every revision of this run.
+        ``set_config(..., false)`` is SET: it holds for the rest of the session, every revision
+        of this run included, unless env.py's transaction rolls back (then the next attempt,
+        on a new connection, sets it again).
         """
         settings = self.expected.timeouts.settings()
         sets = "".join(f", set_config('{name}', :{name}, false)" for name in settings)
@@ -112,10 +113,7 @@ class InContext:
         """The database holds revisions the scripts do not know: fail now, or leave it be."""
         expected = self.expected
         if expected.if_ahead == IfAhead.FAIL.value:
-            text = ahead_message(expected.scripts, self.heads_before, expected.target)
-            raise BadInput(
-                text + ": deploy an image that has these revisions, or use --if-ahead succeed"
-            )
+            raise ahead_error(expected.scripts, self.heads_before, expected.target)
 
     def _run_then_read_heads(self, steps: list, context: Any) -> Iterator:
         """Yield Alembic's steps; after the last one, read the heads in env.py's transaction."""

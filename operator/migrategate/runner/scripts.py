@@ -111,6 +111,16 @@ def ahead_message(scripts: ScriptDirectory, current: Iterable[str], target: Iter
     )
 
 
+def ahead_error(
+    scripts: ScriptDirectory, current: Iterable[str], target: Iterable[str]
+) -> BadInput:
+    """The error for a database ahead of the scripts under ``--if-ahead fail``."""
+    return BadInput(
+        ahead_message(scripts, current, target)
+        + ": deploy an image that has these revisions, or use --if-ahead succeed"
+    )
+
+
 def pending_revisions(
     scripts: ScriptDirectory, current: Iterable[str], target: Iterable[str]
 ) -> list:
