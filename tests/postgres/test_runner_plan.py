@@ -389,3 +389,33 @@ def test_plan_on_python39_sqlalchemy14_gives_the_same_hash(
     assert old[PlanKey.PLAN_HASH] == modern.result[PlanKey.PLAN_HASH]
     assert old[PlanKey.FINDINGS] == modern.result[PlanKey.FINDINGS]
     assert kit.versions(pg_server, pg_database) == ["0003"]
+
+
+@pytest.mark.parametrize("style", ["seed004_ini_url", "seed002_async_engine_wrap"])
+def test_migrate_applies_an_approved_plan_and_refuses_a_stale_one(
+    pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path, style: str
+) -> None:
+    migrated(pg_server, pg_database, style, "v1", tmp_path)
+    app = samples.materialize(style, "v3", tmp_path / "app")
+    env = kit.base_env(pg_server.url(pg_database))
+    approved = kit.run(app, env, "plan").result[PlanKey.PLAN_HASH]
+
+    # The database moved on (0004 applied elsewhere) after the plan was approved.
+    migrated(pg_server, pg_database, style, "v2", tmp_path)
+    before = snapshot(pg_server, pg_database)
+    stale = kit.run(app, env, "migrate", "--plan-hash", approved)
+    assert stale.code == ExitCode.BAD_INPUT, stale.output
+    assert stale.result[ResultKey.ERROR_CLASS] == "BadInput"
+    assert stale.result[ResultKey.STALE_PLAN] is True
+    assert f"the approved plan {approved[:12]} is stale" in stale.result[ResultKey.MESSAGE]
+    assert "\n" not in stale.result[ResultKey.MESSAGE]
+    assert snapshot(pg_server, pg_database) == before  # nothing applied
+
+    # The new plan's hash is the one the refusal reported; approving it applies 0005.
+    current = kit.run(app, env, "plan").result[PlanKey.PLAN_HASH]
+    assert stale.result[PlanKey.PLAN_HASH] == current != approved
+    env_approved = {**env, "MIGRATEGATE_PLAN_HASH": current}
+    done = kit.run(app, env_approved, "migrate")
+    assert done.code == ExitCode.OK, done.output
+    assert done.result[ResultKey.APPLIED_REVISIONS] == ["0005"]
+    assert ResultKey.STALE_PLAN not in done.result

@@ -85,7 +85,8 @@ def test_missing_url_writes_a_masked_result(tmp_path: Path) -> None:
     assert data[ResultKey.EXIT_CODE] == 2
     assert data[ResultKey.ERROR_CLASS] == contract.ErrorClass.BAD_INPUT.value
     assert data[ResultKey.OUTCOME] == contract.Outcome.FAILED.value
-    assert set(data) == {v for k, v in vars(ResultKey).items() if k.isupper()}
+    every = {v for k, v in vars(ResultKey).items() if k.isupper()}
+    assert set(data) == every - {ResultKey.STALE_PLAN}  # only on a refused --plan-hash
 
 
 def test_malformed_url_never_shows_the_password(tmp_path: Path) -> None:
@@ -239,3 +240,16 @@ def test_the_runner_process_exits_143_on_sigterm(tmp_path: Path) -> None:
         assert proc.wait(timeout=10) == 143
         assert time.monotonic() - started < 5
     assert json.loads(result.read_text())[ResultKey.ERROR_CLASS] == "Terminated"
+
+
+def test_plan_hash_is_migrates_own_option_flag_or_environment():
+    parser = cli.build_parser(io.StringIO())
+    environ = {"MIGRATEGATE_PLAN_HASH": "ABC123 "}
+    assert cli.settings_from(parser.parse_args(["migrate"]), environ).plan_hash == "abc123"
+    flagged = parser.parse_args(["migrate", "--plan-hash", "def"])
+    assert cli.settings_from(flagged, environ).plan_hash == "def"
+    assert cli.settings_from(parser.parse_args(["migrate"]), {}).plan_hash is None
+    # Other commands neither take it nor read its variable.
+    assert cli.settings_from(parser.parse_args(["plan"]), environ).plan_hash is None
+    with pytest.raises(errors.BadInput):
+        parser.parse_args(["check", "--plan-hash", "abc"])

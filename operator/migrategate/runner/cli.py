@@ -14,7 +14,16 @@ from typing import Any, NoReturn, Optional, TextIO
 
 from .. import __version__
 from .commands import COMMAND_FUNCTIONS, Settings
-from .contract import COMMANDS, OPTIONS, X_ARG_ENV, X_ARG_FLAG, ErrorClass, ExitCode, Outcome
+from .contract import (
+    COMMANDS,
+    MIGRATE_OPTIONS,
+    OPTIONS,
+    X_ARG_ENV,
+    X_ARG_FLAG,
+    ErrorClass,
+    ExitCode,
+    Outcome,
+)
 from .errors import BadInput, RunnerError, Terminated
 from .plan import PLAN_OPTIONS, PlanOptions, plan
 from .result import Report, write_result
@@ -79,6 +88,14 @@ def build_parser(stream: TextIO) -> Parser:
                     choices=option.choices,
                     help=f"{option.help} [env {option.env}]",
                 )
+        if name == "migrate":
+            for option in MIGRATE_OPTIONS:
+                command.add_argument(
+                    option.flag,
+                    dest=option.name,
+                    default=None,
+                    help=f"{option.help} [env {option.env}]",
+                )
         if name == "url":
             command.add_argument(
                 "--show-password", action="store_true", help="print the password (for scripts)"
@@ -134,7 +151,17 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         timeout=_number("--timeout", values["timeout"]),
         x_args=tuple(x_args),
         show_password=bool(getattr(args, "show_password", False)),
+        plan_hash=_plan_hash(args, environ),
     )
+
+
+def _plan_hash(args: argparse.Namespace, environ: Mapping[str, str]) -> Optional[str]:
+    """``migrate``'s approved planHash (flag, then environment); None for other commands."""
+    if getattr(args, "command", None) != "migrate":
+        return None
+    (option,) = MIGRATE_OPTIONS
+    value = getattr(args, option.name, None) or environ.get(option.env) or ""
+    return value.strip().lower() or None
 
 
 def ensure_cwd_importable() -> None:

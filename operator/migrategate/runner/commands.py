@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 from .contract import Driver, ExitCode, IfAhead, Outcome
 from .database import Session, lock_key, qualified
 from .errors import (
+    BadInput,
     LockTimedOut,
     PermissionDenied,
     RunnerError,
@@ -26,6 +27,7 @@ from .errors import (
     VerificationFailed,
 )
 from .incontext import Expected, InContext, Timeouts
+from .plan import current_plan_hash
 from .result import Report
 from .scripts import (
     DEFAULT_VERSION_TABLE,
@@ -89,6 +91,7 @@ class Settings:
     x_args: tuple = ()
     show_password: bool = False
     poll_interval: float = 0.5  # `wait`: seconds between looks at the database
+    plan_hash: Optional[str] = None  # `migrate`: apply only if the pending SQL hashes to this
 
 
 @dataclass
@@ -186,9 +189,25 @@ def migrate(
         # Read again under the lock: another runner may have finished meanwhile.
         if shortcut and at_target_outside(session, project, report):
             return up_to_date(report, "nothing to do: database already at the target")
+        if settings.plan_hash:
+            ensure_plan_approved(settings, project, url, session, report)
         found = upgrade_with_retries(settings, project, url, session, out, report, sleep)
         session.ensure_lock_held(key, "while env.py ran the upgrade")
         return conclude(settings, project, session, found, report)
+
+
+def ensure_plan_approved(
+    settings: Settings, project: Project, url: URL, session: Session, report: Report
+) -> None:
+    """Under the lock: BadInput unless the pending SQL still hashes to the approved planHash."""
+    actual = current_plan_hash(project.cfg, project.scripts, url, project.target, session.versions)
+    if actual != settings.plan_hash:
+        report.stale_plan = actual
+        raise BadInput(
+            f"the approved plan {str(settings.plan_hash)[:12]} is stale: the pending SQL now"
+            f" hashes to {actual[:12]} (the database moved on or the image changed);"
+            " make a new plan and approve that"
+        )
 
 
 def lock_retry_delay(attempt: int) -> float:

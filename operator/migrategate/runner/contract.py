@@ -176,6 +176,9 @@ class ResultKey:
     DRIVER = "driver"  # the driver Alembic ran with: psycopg, psycopg2 or asyncpg
     LOCK_ATTEMPTS = "lockAttempts"  # runs of the upgrade; > 1 after lock_timeout retries
     RUNNER_VERSION = "runnerVersion"
+    # `migrate --plan-hash H` refused (exit 2, BadInput): the pending SQL no longer hashes to H.
+    # Present (true) only then; the result's planHash is what the SQL hashes to now.
+    STALE_PLAN = "stalePlan"
 
 
 class PlanKey:
@@ -257,6 +260,17 @@ PLAN_OPTIONS: tuple[Option, ...] = (
     ),
 )
 SQUAWK_OFF = "off"
+
+# `migrate`'s own options (only the migrate subcommand takes them).
+MIGRATE_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--plan-hash",
+        "MIGRATEGATE_PLAN_HASH",
+        None,
+        "Apply only the plan a person approved: under the lock, render the pending revisions"
+        " again and exit 2 (BadInput, stalePlan) unless they hash to this planHash.",
+    ),
+)
 
 
 # Kubernetes keeps at most 4096 bytes of a termination message; the runner stays under it.

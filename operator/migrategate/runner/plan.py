@@ -20,7 +20,7 @@ import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
@@ -357,6 +357,26 @@ def _plan(
     report.outcome = Outcome.PLANNED.value if pending else Outcome.UP_TO_DATE.value
     report.message = summary(current, target, result)
     return exit_code(result, options.fail_on)
+
+
+def current_plan_hash(
+    cfg: Config,
+    scripts: ScriptDirectory,
+    url: URL,
+    target: tuple,
+    read_current: Callable[[tuple], list],
+) -> str:
+    """The planHash ``plan`` would print now; ``read_current(version table)`` gives the heads.
+
+    ``migrate --plan-hash`` calls it under the migration lock, so what it checks is what runs.
+    """
+    renderer = Renderer(cfg, scripts, url)
+    probe = renderer.probe()
+    table = probe.table or version_table(env_py_source(scripts)) or (None, DEFAULT_VERSION_TABLE)
+    current = read_current(table)
+    state = classify(scripts, current, target)
+    pending = [] if state != State.BEHIND else pending_revisions(scripts, current, target)
+    return plan_hash([render_one(renderer, scripts, probe, rev).block for rev in pending])
 
 
 def render_one(renderer: Renderer, scripts: ScriptDirectory, probe: Probe, rev: str) -> Rendered:

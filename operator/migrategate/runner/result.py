@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .contract import RESULT_MAX_BYTES, ResultKey
+from .contract import RESULT_MAX_BYTES, PlanKey, ResultKey
 from .urls import mask
 
 MAX_MESSAGE_CHARS = 1024
@@ -33,6 +33,7 @@ class Report:
     runner_version: str = ""
     secrets: list = field(default_factory=list)  # password spellings to mask; never written
     plan: Any = None  # `plan`'s plan_result.PlanResult: its keys join the result
+    stale_plan: Optional[str] = None  # `migrate --plan-hash` refused: what the SQL hashes to now
 
     def warn(self, text: str) -> None:
         """Add a warning to the result."""
@@ -58,7 +59,7 @@ def as_dict(report: Report) -> dict:
     def clean(text: str) -> str:
         return _clip(mask(text, secrets), MAX_MESSAGE_CHARS)
 
-    return {
+    data = {
         ResultKey.OUTCOME: report.outcome,
         ResultKey.EXIT_CODE: int(report.exit_code),
         ResultKey.FROM_REVISIONS: _clip_list(report.from_revisions),
@@ -74,6 +75,10 @@ def as_dict(report: Report) -> dict:
         ResultKey.LOCK_ATTEMPTS: report.lock_attempts,
         ResultKey.RUNNER_VERSION: report.runner_version,
     }
+    if report.stale_plan is not None:
+        data[ResultKey.STALE_PLAN] = True
+        data[PlanKey.PLAN_HASH] = report.stale_plan
+    return data
 
 
 def to_json(report: Report) -> str:
