@@ -1,7 +1,11 @@
-"""argocd/health.lua under a real Lua 5.1 interpreter (lupa.lua51), as Argo CD runs it.
+"""health.lua under a real Lua 5.1 interpreter (lupa.lua51), as Argo CD runs it.
 
-Each test builds a DatabaseMigration as the API server would return it, sets it
-as the global `obj` and runs the script file itself.
+The script lives where argo-cd keeps its checks,
+argocd/resource_customizations/migrategate.io/DatabaseMigration/, beside its
+health_test.yaml and testdata/ (captured from the operator by
+tests/cluster/test_argocd_status.py). test_health_test_yaml runs that file as
+argo-cd's own test does; the other tests build a DatabaseMigration as the API
+server would return it, set it as the global `obj` and run the script itself.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import yaml
 lua51 = pytest.importorskip("lupa.lua51", reason="lupa>=2 ships the Lua 5.1 runtime")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCRIPT_PATH = REPO_ROOT / "argocd" / "health.lua"
+HEALTH_DIR = (
+    REPO_ROOT / "argocd" / "resource_customizations" / "migrategate.io" / "DatabaseMigration"
+)
+SCRIPT_PATH = HEALTH_DIR / "health.lua"
 SCRIPT = SCRIPT_PATH.read_text()
 CM_KEY = "resource.customizations.health.migrategate.io_DatabaseMigration"
 ARGO_HEALTH = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
@@ -311,12 +318,34 @@ def test_conditions_without_observed_generation_are_accepted() -> None:
     assert assess(migration(conditions=conditions)) == ("Healthy", "ok")
 
 
-def test_suspended_and_not_ready_says_so() -> None:
+def test_suspended_and_not_ready_is_suspended() -> None:
     obj = migration(conditions=[condition("Ready", "False", 2, "Suspended", "")])
     obj["spec"]["suspend"] = True
     status, message = assess(obj)
-    assert status == "Progressing"
+    assert status == "Suspended"
     assert "suspend" in message
+
+
+def test_suspend_keeps_a_succeeded_migration_healthy_and_a_running_one_progressing() -> None:
+    healthy = migration(conditions=ready_status(2))
+    healthy["spec"]["suspend"] = True
+    assert assess(healthy)[0] == "Healthy"
+    running = migration(conditions=[condition("Reconciling", "True", 2, "JobRunning", "running")])
+    running["spec"]["suspend"] = True
+    assert assess(running) == ("Progressing", "running")
+
+
+def test_health_test_yaml() -> None:
+    """argo-cd's own format: each test names a testdata object and the health it gives."""
+    tests = yaml.safe_load((HEALTH_DIR / "health_test.yaml").read_text())["tests"]
+    inputs = sorted(t["inputPath"] for t in tests)
+    assert inputs == sorted(f"testdata/{p.name}" for p in (HEALTH_DIR / "testdata").iterdir())
+    statuses = {t["healthStatus"]["status"] for t in tests}
+    assert statuses == {"Healthy", "Progressing", "Degraded", "Suspended"}
+    for test in tests:
+        obj = yaml.safe_load((HEALTH_DIR / test["inputPath"]).read_text())
+        want = test["healthStatus"]
+        assert assess(obj) == (want["status"], want["message"]), test["inputPath"]
 
 
 def test_first_condition_is_found() -> None:
@@ -334,7 +363,7 @@ def test_script_does_not_change_the_object() -> None:
     assert obj == before
 
 
-# --- Copies of the script in docs and YAML must equal argocd/health.lua. ---
+# --- No copies of the script in docs and YAML: they point at health.lua. ---
 
 MARKER = SCRIPT.splitlines()[0]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -387,32 +416,18 @@ def _files_that_may_embed() -> Iterator[Path]:
                 yield path
 
 
-def test_every_embedded_copy_equals_the_script() -> None:
+def test_no_copy_of_the_script_anywhere() -> None:
+    """health.lua is the only copy: docs point at it, they do not carry it."""
     copies = [copy_ for path in _files_that_may_embed() for copy_ in _embedded_copies(path)]
-    assert copies, "argocd/README.md should show the script"
-    for where, text in copies:
-        assert text == SCRIPT, f"{where} differs from argocd/health.lua"
+    assert copies == []
 
 
-def test_readme_installs_through_argocd_cm_and_helm_values() -> None:
+def test_readme_installs_by_reading_the_script() -> None:
     readme = (REPO_ROOT / "argocd" / "README.md").read_text()
-    documents = [
-        document
-        for match in FENCE.finditer(readme)
-        if match.group(1) == "yaml"
-        for document in yaml.safe_load_all(match.group(2))
-    ]
-    argocd_cm = [
-        d
-        for d in documents
-        if d.get("kind") == "ConfigMap" and d["metadata"]["name"] == "argocd-cm"
-    ]
-    assert [d["data"][CM_KEY] for d in argocd_cm] == [SCRIPT]
-    helm_values = [d for d in documents if "configs" in d]
-    assert [d["configs"]["cm"][CM_KEY] for d in helm_values] == [SCRIPT]
-    # The commands that read the file itself name the same key.
-    assert f'"{CM_KEY}": $lua' in readme
-    assert "--set-file 'configs.cm." + CM_KEY.replace(".", "\\.") + "=argocd/health.lua'" in readme
+    where = SCRIPT_PATH.relative_to(REPO_ROOT).as_posix()
+    assert f'"{CM_KEY}": $lua' in readme and f"--rawfile lua {where}" in readme
+    escaped = CM_KEY.replace(".", "\\.")
+    assert f"--set-file 'configs.cm.{escaped}={where}'" in readme
 
 
 def test_readme_sync_waves() -> None:

@@ -3,7 +3,8 @@
 -- returned table's `status` and `message`. Lua 5.1 (gopher-lua): no goto,
 -- no integer division, no bitwise operators. Custom health scripts get only the
 -- base, table and package libraries (no string or math), unless useOpenLibs.
--- Install it as described in argocd/README.md; this file is the only copy.
+-- Install it as described in argocd/README.md; this file is the only copy. Its
+-- tests, in argo-cd's own format: health_test.yaml and testdata/ beside it.
 
 local function findCondition(conditions, conditionType)
   if type(conditions) ~= "table" then
@@ -84,12 +85,17 @@ local function health(object)
     return hs
   end
 
+  local suspended = type(object.spec) == "table" and object.spec.suspend == true
+  if suspended and not isTrue(ready) then
+    hs.status = "Suspended"
+    hs.message = "spec.suspend is true: no new migration Job starts"
+    return hs
+  end
+
   hs.status = "Progressing"
   if isTrue(ready) then
     hs.message = "Ready is for generation " .. tostring(ready.observedGeneration)
       .. ", waiting for generation " .. tostring(generation)
-  elseif type(object.spec) == "table" and object.spec.suspend == true then
-    hs.message = "Suspended (spec.suspend is true): no new migration Job starts"
   elseif ready ~= nil then
     hs.message = textOf(ready, "Waiting for Ready")
   elseif type(status.message) == "string" and status.message ~= "" then
