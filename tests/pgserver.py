@@ -138,7 +138,9 @@ class PgServer:
     def log_tail(self, lines: int = 60) -> str:
         """The end of the server's log (connections are logged)."""
         log = self.base_dir / "server.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+        return (
+            "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+        )
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: open sessions are terminated)."""
