@@ -16,6 +16,9 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "migrategate"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 COMPONENT_MIGRATION = "migration"
+# Plan Jobs (spec.approval.policy other than Auto) carry this label; migration Jobs do not.
+LABEL_JOB_KIND = f"{GROUP}/job-kind"
+JOB_KIND_PLAN = "plan"
 LABEL_MIGRATION = f"{GROUP}/migration"  # the DatabaseMigration's name
 LABEL_CONTENT_HASH = f"{GROUP}/content-hash"  # hash of what the Job runs
 LABEL_ATTEMPT = f"{GROUP}/attempt"  # 1 for the first Job of a content, then 2, 3...
@@ -23,6 +26,9 @@ LABEL_ATTEMPT = f"{GROUP}/attempt"  # 1 for the first Job of a content, then 2, 
 # Annotations.
 ANNOTATION_RERUN = f"{GROUP}/rerun"  # any new value forces a new Job
 ANNOTATION_IMAGE = f"{GROUP}/image"  # on Jobs: the application image migrated
+# `kubectl annotate dbm/<name> migrategate.io/approve=<planHash>` approves that plan.
+ANNOTATION_APPROVE = f"{GROUP}/approve"
+ANNOTATION_PLAN_HASH = f"{GROUP}/plan-hash"  # on migration Jobs: the approved plan they apply
 # The gate: pods name their DatabaseMigration with this annotation and wait on this gate.
 ANNOTATION_MIGRATION = f"{GROUP}/migration"
 SCHEDULING_GATE = f"{GROUP}/migration"
@@ -42,3 +48,5 @@ TMP_VOLUME_NAME = "migrategate-tmp"
 CONDITION_READY = "Ready"
 CONDITION_RECONCILING = "Reconciling"
 CONDITION_STALLED = "Stalled"
+# The Ready condition's reason (and the phase) while a plan waits for a person's approval.
+REASON_AWAITING_APPROVAL = "AwaitingApproval"

@@ -158,6 +158,7 @@ def _columns() -> list[dict[str, Any]]:
         col("Attempts", ".status.attempts", kind="integer", priority=1),
         col("Job", ".status.jobName", priority=1),
         col("Message", ".status.message", priority=1),
+        col("Plan", ".status.plan.hash", priority=1),
     ]
 
 

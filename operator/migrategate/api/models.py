@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from migrategate.runner.contract import Driver, IfAhead
+from migrategate.runner.contract import Driver, IfAhead, LintStatus, Severity
 
 # Kubernetes types the operator passes through to the pod unchanged; the API
 # server keeps their content (x-kubernetes-preserve-unknown-fields).
@@ -62,6 +62,13 @@ class Phase(enum.StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    AWAITING_APPROVAL = "AwaitingApproval"  # a plan waits for migrategate.io/approve
+
+
+class ApprovalPolicy(enum.StrEnum):
+    AUTO = "Auto"
+    ON_FINDINGS = "OnFindings"
+    ALWAYS = "Always"
 
 
 class ConditionStatus(enum.StrEnum):
@@ -237,6 +244,23 @@ class RetrySpec(_Model):
         return self
 
 
+class ApprovalSpec(_Model):
+    """Whether a person approves the migration's SQL before it runs."""
+
+    policy: ApprovalPolicy = Field(
+        ApprovalPolicy.AUTO,
+        description="Auto: migrate at once (no plan). OnFindings: first run a plan Job "
+        "(`migrategate plan`: the pending SQL rendered offline, linted, hashed) and wait for "
+        "approval when it has a finding of minSeverity or above, an unrenderable revision, or "
+        "was not linted. Always: plan, and wait for approval of any pending revision. Approve "
+        "with `kubectl annotate dbm/<name> migrategate.io/approve=<status.plan.hash>`.",
+    )
+    min_severity: Severity = Field(
+        Severity.HIGH,
+        description="OnFindings: the least severity (low, medium, high) that needs approval.",
+    )
+
+
 class DatabaseMigrationSpec(_Model):
     """Desired state: migrate the database of `databaseURL` to the revisions in `image`."""
 
@@ -258,6 +282,7 @@ class DatabaseMigrationSpec(_Model):
         3, ge=0, le=100, description="Finished Jobs to keep; older ones are deleted."
     )
     suspend: bool = Field(False, description="Hold new Jobs. A running Job is left to finish.")
+    approval: ApprovalSpec = Field(default_factory=ApprovalSpec, description=ApprovalSpec.__doc__)
 
 
 class Condition(_Model):
@@ -275,13 +300,63 @@ class Condition(_Model):
     )
 
 
+class PlanFinding(_Model):
+    """One lint finding of a plan."""
+
+    revision: str = Field(description="The revision whose SQL has it.")
+    rule: str = Field(description="The linter's rule, e.g. require-concurrent-index-creation.")
+    severity: Severity = Field(description="low, medium or high.")
+    message: str = Field("", description="The linter's message, clipped.")
+
+
+class PlanUnrenderable(_Model):
+    """A revision the plan could not render offline."""
+
+    revision: str = Field(description="The revision.")
+    reason: str = Field("", description="Why it could not be rendered.")
+
+
+class PlanStatus(_Model):
+    """The last plan (spec.approval.policy other than Auto): what would run, and its risks."""
+
+    hash: str | None = Field(
+        None, description="planHash: approve it with the migrategate.io/approve annotation."
+    )
+    content_hash: str | None = Field(None, description="The spec content it was made for.")
+    job_name: str | None = Field(None, description="The plan Job.")
+    logs_command: str | None = Field(
+        None, description="The command that prints the plan's SQL (the plan Job's log)."
+    )
+    revisions: list[str] | None = Field(None, description="Pending revisions, oldest first.")
+    statement_count: int | None = Field(None, description="SQL statements of those revisions.")
+    finding_counts: dict[str, int] | None = Field(
+        None, description="Findings by severity (low, medium, high), exact."
+    )
+    findings: list[PlanFinding] | None = Field(None, description="Findings, most severe first.")
+    unrenderable: list[PlanUnrenderable] | None = Field(
+        None, description="Revisions that could not be rendered offline, with the reason."
+    )
+    lint_status: LintStatus | None = Field(None, description="Linted, Skipped or Failed.")
+    linter: str | None = Field(None, description="The linter and its version.")
+    lint_reason: str | None = Field(None, description="Why linting was skipped or failed.")
+    needs_approval: bool | None = Field(
+        None, description="Whether the policy holds this plan until it is approved."
+    )
+    approved: bool | None = Field(
+        None, description="The migrategate.io/approve annotation names this plan's hash."
+    )
+    planned_at: str | None = Field(None, description="When the plan Job finished.")
+
+
 class DatabaseMigrationStatus(_Model):
     """Observed state, written by the operator (kstatus-compatible)."""
 
     observed_generation: int | None = Field(
         None, description="metadata.generation the status describes."
     )
-    phase: Phase | None = Field(None, description="Pending, Running, Succeeded or Failed.")
+    phase: Phase | None = Field(
+        None, description="Pending, Running, AwaitingApproval, Succeeded or Failed."
+    )
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Ready, Reconciling and Stalled.",
@@ -314,6 +389,12 @@ class DatabaseMigrationStatus(_Model):
     finished_at: str | None = Field(None, description="End of the last attempt.")
     duration_seconds: float | None = Field(None, description="Runner duration of the last attempt.")
     message: str | None = Field(None, description="Last outcome, masked and truncated.")
+    plan: PlanStatus | None = Field(None, description=PlanStatus.__doc__)
+    ignored_approval: str | None = Field(
+        None,
+        description="The last migrategate.io/approve value ignored because it names no "
+        "current plan (an Event said why).",
+    )
 
 
 class DatabaseMigration(_Model):

@@ -59,6 +59,8 @@ class JobFacts:
     finish_time: str | None
     deleting: bool
     image: str | None = None  # the application image it migrates (annotation)
+    plan: bool = False  # a plan Job (`migrategate plan`), not a migration
+    plan_hash: str | None = None  # a migration Job's approved plan (annotation)
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
@@ -93,6 +95,8 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts:
         finish_time=finish,
         deleting=bool(meta.get("deletionTimestamp")),
         image=(meta.get("annotations") or {}).get(c.ANNOTATION_IMAGE),
+        plan=labels.get(c.LABEL_JOB_KIND) == c.JOB_KIND_PLAN,
+        plan_hash=(meta.get("annotations") or {}).get(c.ANNOTATION_PLAN_HASH),
     )
 
 

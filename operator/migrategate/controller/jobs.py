@@ -87,6 +87,8 @@ class JobRequest:
     attempt: int
     runner_image: str
     runner_image_pull_policy: str = "IfNotPresent"
+    plan: bool = False  # a plan Job: `migrategate plan` (no --fail-on), changes nothing
+    plan_hash: str | None = None  # a migration Job: apply only this approved plan
 
 
 def selector_labels(migration: str) -> dict[str, str]:
@@ -94,8 +96,13 @@ def selector_labels(migration: str) -> dict[str, str]:
     return {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_MIGRATION: migration}
 
 
-def runner_args(spec: DatabaseMigrationSpec) -> list[str]:
-    """`migrate` plus flags, in the order of contract.OPTIONS."""
+def runner_args(
+    spec: DatabaseMigrationSpec, plan: bool = False, plan_hash: str | None = None
+) -> list[str]:
+    """`migrate` (or `plan`) plus flags, in the order of contract.OPTIONS.
+
+    A migration of an approved plan adds `--plan-hash` (contract.MIGRATE_OPTIONS).
+    """
     values = {
         "config": spec.alembic.config,
         "section": spec.alembic.section,
@@ -113,19 +120,25 @@ def runner_args(spec: DatabaseMigrationSpec) -> list[str]:
     unknown = set(values) - known
     if unknown:  # a renamed option in the contract must fail here, in unit tests
         raise KeyError(f"not in contract.OPTIONS: {sorted(unknown)}")
-    args = ["migrate"]
+    args = ["plan" if plan else "migrate"]
     for option in contract.OPTIONS:
         if option.name in values:
             args += [option.flag, str(values[option.name])]
+    if plan_hash and not plan:
+        (option,) = (o for o in contract.MIGRATE_OPTIONS if o.name == "plan_hash")
+        args += [option.flag, plan_hash]
     for kv in spec.alembic.x_args:
         args += [contract.X_ARG_FLAG, kv]
     return args
 
 
-def command(spec: DatabaseMigrationSpec) -> list[str]:
+def command(
+    spec: DatabaseMigrationSpec, plan: bool = False, plan_hash: str | None = None
+) -> list[str]:
+    args = runner_args(spec, plan, plan_hash)
     if spec.runner.mode == RunnerMode.INSTALLED.value:
-        return ["migrategate", *runner_args(spec)]
-    return ["python", contract.INJECTED_ENTRYPOINT, *runner_args(spec)]
+        return ["migrategate", *args]
+    return ["python", contract.INJECTED_ENTRYPOINT, *args]
 
 
 def merged(defaults: dict[str, Any], user: dict[str, Any] | None) -> dict[str, Any]:
@@ -177,7 +190,7 @@ def main_container(req: JobRequest) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": c.CONTAINER_NAME,
         "image": spec.image,
-        "command": command(spec),
+        "command": command(spec, req.plan, req.plan_hash),
         "env": container_env(spec),
         "securityContext": merged(RESTRICTED_CONTAINER, spec.job.security_context),
         "terminationMessagePath": RESULT_FILE,
@@ -274,13 +287,16 @@ def pod_spec(req: JobRequest) -> dict[str, Any]:
 
 def labels(req: JobRequest) -> dict[str, str]:
     """User labels first; ours win, since the operator selects by them."""
-    return {
+    out = {
         **(req.spec.job.labels or {}),
         **selector_labels(req.owner.name),
         c.LABEL_COMPONENT: c.COMPONENT_MIGRATION,
         c.LABEL_CONTENT_HASH: req.content_hash,
         c.LABEL_ATTEMPT: str(req.attempt),
     }
+    if req.plan:
+        out[c.LABEL_JOB_KIND] = c.JOB_KIND_PLAN
+    return out
 
 
 def owner_reference(owner: Owner) -> dict[str, Any]:
@@ -299,6 +315,8 @@ def build_job(req: JobRequest) -> dict[str, Any]:
     job = req.spec.job
     meta_labels = labels(req)
     annotations = {**(job.annotations or {}), c.ANNOTATION_IMAGE: req.spec.image}
+    if req.plan_hash and not req.plan:
+        annotations[c.ANNOTATION_PLAN_HASH] = req.plan_hash
     spec: dict[str, Any] = {
         "backoffLimit": 0,  # the operator retries itself, with its own backoff
         "podFailurePolicy": copy.deepcopy(POD_FAILURE_POLICY),

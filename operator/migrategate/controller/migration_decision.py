@@ -18,8 +18,8 @@ from typing import Any
 import pydantic
 
 from migrategate.api import constants as c
-from migrategate.api.models import DatabaseMigrationSpec, JobSpec, Phase
-from migrategate.controller import backoff, jobs, naming
+from migrategate.api.models import ApprovalPolicy, DatabaseMigrationSpec, JobSpec, Phase
+from migrategate.controller import approval, backoff, jobs, naming
 from migrategate.controller.facts import JobFacts, PodFacts, parse_time
 from migrategate.controller.outcome import (
     DEFAULT_IMAGE_PULL_GRACE,
@@ -61,6 +61,10 @@ class Plan:
     requeue_after: float | None = None  # seconds until the next retry is due
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     finished: tuple[str, float | None] | None = None  # (outcome, duration) newly reached
+
+
+# Plan and migration Jobs of one content, after which a plan that keeps going stale stalls.
+MAX_GATED_ATTEMPTS = 10
 
 
 def iso(moment: datetime) -> str:
@@ -106,7 +110,8 @@ class _Context:
         else:
             pods = [p for p in self.obs.pods if p.job_name == latest.name]
             verdict = classify(latest, pods, self.obs.now, self.cfg.image_pull_grace_seconds)
-            plan = self._after(latest, verdict)
+            after = self._after_plan if latest.plan else self._after
+            plan = after(latest, verdict)
         plan.delete += _history(self.obs.jobs, latest, self.spec.history_limit, plan.delete)
         return plan
 
@@ -118,7 +123,7 @@ class _Context:
         unrecorded = self.previous.get("phase") != Phase.SUCCEEDED.value
         for job in self.obs.jobs:
             other = job.name == tracked and job.content_hash != self.chash
-            if other and job.succeeded and job.image and unrecorded:
+            if other and job.succeeded and job.image and unrecorded and not job.plan:
                 base["migratedImage"] = job.image
         return base
 
@@ -138,16 +143,33 @@ class _Context:
             msg = f"waiting for Job {busy[0].name} of the previous spec to finish"
             state = Standing(Phase.PENDING, "WaitingForPreviousJob", msg, reconciling=True)
             return _finish(self.obs, self.cfg, self.previous, self._base(), state, None)
-        return self._start(attempt)
+        return self._begin(attempt)
 
-    def _start(self, attempt: int, note: str = "") -> Plan:
-        if self.spec.suspend:
-            msg = "suspended: no new Job is started" + (f"; {note}" if note else "")
-            state = Standing(Phase.PENDING, "Suspended", msg)
-            return _finish(self.obs, self.cfg, self.previous, self._base(), state, None)
-        name = naming.job_name(self.name, self.chash, attempt)
+    @property
+    def gated(self) -> bool:
+        """spec.approval asks for a plan before each migration."""
+        return self.spec.approval.policy != ApprovalPolicy.AUTO.value
+
+    @property
+    def namespace(self) -> str:
+        return str(self.obs.body["metadata"]["namespace"])
+
+    def _begin(self, attempt: int, note: str = "") -> Plan:
+        """A plan Job first when spec.approval asks for one, else the migration Job."""
+        return self._start_plan(attempt, note) if self.gated else self._start(attempt, note)
+
+    def _suspended(self, note: str) -> Plan | None:
+        if not self.spec.suspend:
+            return None
+        msg = "suspended: no new Job is started" + (f"; {note}" if note else "")
+        state = Standing(Phase.PENDING, "Suspended", msg)
+        return _finish(self.obs, self.cfg, self.previous, self._base(), state, None)
+
+    def _request(
+        self, name: str, attempt: int, plan: bool = False, plan_hash: str | None = None
+    ) -> jobs.JobRequest:
         meta = self.obs.body["metadata"]
-        req = jobs.JobRequest(
+        return jobs.JobRequest(
             owner=jobs.Owner(meta["name"], meta["namespace"], meta["uid"]),
             spec=jobs.with_job_defaults(self.spec, self.cfg.job_defaults),
             job_name=name,
@@ -155,9 +177,43 @@ class _Context:
             attempt=attempt,
             runner_image=self.cfg.runner_image,
             runner_image_pull_policy=self.cfg.runner_image_pull_policy,
+            plan=plan,
+            plan_hash=plan_hash,
         )
+
+    def _start_plan(self, attempt: int, note: str = "") -> Plan:
+        """A plan Job: render, lint and hash the pending SQL; the migration waits for it."""
+        held = self._suspended(note)
+        if held is not None:
+            return held
+        name = naming.job_name(self.name, self.chash, attempt, plan=True)
         fields = {
             **self._base(),
+            "attempts": attempt,
+            "plan": approval.plan_status(None, self.namespace, name, self.chash),
+        }
+        msg = f"plan Job {name} renders and lints the pending SQL (attempt {attempt})"
+        state = Standing(Phase.RUNNING, "Planning", msg, reconciling=True)
+        plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
+        plan.create = jobs.build_job(self._request(name, attempt, plan=True))
+        plan.events = [("Normal", "PlanJobCreated", plan.status["message"])]
+        return plan
+
+    def _start(
+        self,
+        attempt: int,
+        note: str = "",
+        plan_hash: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> Plan:
+        held = self._suspended(note)
+        if held is not None:
+            return held
+        name = naming.job_name(self.name, self.chash, attempt)
+        req = self._request(name, attempt, plan_hash=plan_hash)
+        fields = {
+            **self._base(),
+            **(extra or {}),
             "jobName": name,
             "attempts": attempt,
             "startedAt": iso(self.obs.now),
@@ -195,6 +251,12 @@ class _Context:
             state = Standing(Phase.SUCCEEDED, "Succeeded", _success_message(verdict), ready=True)
             return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
         detail = clean(f"{verdict.reason}: {verdict.message}", limit)
+        stale = approval.stale_refusal(verdict.result) and job.attempt < MAX_GATED_ATTEMPTS
+        if verdict.kind is Kind.PERMANENT and stale:
+            # The database moved on or the image changed since the plan: plan again.
+            plan = self._begin(job.attempt + 1, note=detail)
+            plan.events.insert(0, ("Warning", "StalePlan", f"{detail}; planning again"))
+            return plan
         if verdict.kind is Kind.PERMANENT:
             plan = self._stalled(fields, verdict, detail)
             if job.active:  # stuck pod: remove it, so fixing the cause runs nothing unseen
@@ -214,7 +276,7 @@ class _Context:
         self, job: JobFacts, verdict: Verdict, fields: dict[str, Any], detail: str
     ) -> Plan:
         retry = self.spec.retry
-        if job.attempt > retry.limit:
+        if self._tries(job) > retry.limit:
             msg = clean(f"gave up after {job.attempt} attempts; last: {detail}", 10**6)
             state = Standing(Phase.FAILED, "RetriesExhausted", msg, stalled=True)
             return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
@@ -222,12 +284,74 @@ class _Context:
         wait = backoff.delay(job.attempt, retry.backoff_seconds, retry.max_backoff_seconds, job.uid)
         due = (ended or self.obs.now) + timedelta(seconds=wait)
         if self.obs.now >= due:
-            return self._start(job.attempt + 1, note=detail)
+            if job.plan:
+                return self._start_plan(job.attempt + 1, note=detail)
+            return self._start(job.attempt + 1, note=detail, plan_hash=job.plan_hash)
         fields["nextAttemptAt"] = iso(due)
         msg = f"attempt {job.attempt} failed ({detail}); retrying at {iso(due)}"
         state = Standing(Phase.PENDING, "Retrying", clean(msg, 10**6), reconciling=True)
         plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
         plan.requeue_after = (due - self.obs.now).total_seconds()
+        return plan
+
+    def _tries(self, job: JobFacts) -> int:
+        """Attempts of this Job's kind so far; plan and migration Jobs share the numbering."""
+        if not self.gated and not job.plan:
+            return job.attempt
+        return sum(
+            1
+            for j in self.obs.jobs
+            if j.content_hash == self.chash and j.plan == job.plan and j.attempt <= job.attempt
+        )
+
+    def _after_plan(self, job: JobFacts, verdict: Verdict) -> Plan:
+        """The plan Job of this content: wait for it, then migrate, or wait for approval."""
+        res = verdict.result if verdict.kind is Kind.SUCCEEDED else None
+        plan_fields = approval.plan_status(res, self.namespace, job.name, self.chash)
+        fields: dict[str, Any] = {**self._base(), "attempts": job.attempt, "plan": plan_fields}
+        limit = self.cfg.message_max_chars
+        if verdict.kind is Kind.RUNNING:
+            msg = f"plan Job {job.name} renders and lints the pending SQL (attempt {job.attempt})"
+            if verdict.recheck_after is not None:
+                due = self.obs.now + timedelta(seconds=verdict.recheck_after)
+                msg += f"; {verdict.reason}: {verdict.message}; it fails at {iso(due)}"
+            state = Standing(Phase.RUNNING, "Planning", msg, reconciling=True)
+            plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
+            plan.requeue_after = verdict.recheck_after
+            return plan
+        if verdict.kind is Kind.PERMANENT:
+            detail = clean(
+                f"plan Job {job.name} failed: {verdict.reason}: {verdict.message}", limit
+            )
+            plan = self._stalled(fields, verdict, detail)
+            if job.active:
+                plan.delete.append(job.name)
+            return plan
+        if verdict.kind is Kind.TRANSIENT:
+            detail = clean(f"plan {verdict.reason}: {verdict.message}", limit)
+            return self._transient(job, verdict, fields, detail)
+        phash = approval.plan_hash(res)
+        why = approval.why_approval(self.spec.approval, res)
+        if why is None or phash is None:
+            plan_fields["needsApproval"] = False
+            return self._start(job.attempt + 1, plan_hash=phash, extra={"plan": plan_fields})
+        plan_fields["needsApproval"] = True
+        annotations = (self.obs.body.get("metadata") or {}).get("annotations")
+        approved = approval.approval_of(annotations)
+        if approved == phash:
+            plan_fields["approved"] = True
+            plan = self._start(job.attempt + 1, plan_hash=phash, extra={"plan": plan_fields})
+            plan.events.insert(0, ("Normal", "Approved", f"plan {phash} approved; migrating"))
+            return plan
+        plan_fields["approved"] = False
+        msg = approval.awaiting_message(self.namespace, self.name, job.name, phash, why)
+        state = Standing(Phase.AWAITING_APPROVAL, c.REASON_AWAITING_APPROVAL, msg)
+        plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
+        if approved is not None and approved != self.previous.get("ignoredApproval"):
+            plan.status["ignoredApproval"] = approved
+            plan.events.append(
+                ("Warning", "ApprovalIgnored", approval.ignored_message(approved, phash))
+            )
         return plan
 
 

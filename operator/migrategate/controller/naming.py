@@ -2,7 +2,7 @@
 
 The hash covers every spec field that changes what the Job runs, plus the
 rerun annotation's token. Fields that only steer the operator (retry,
-historyLimit, suspend, gate) are left out, so editing them starts nothing.
+historyLimit, suspend, gate, approval) are left out, so editing them starts nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from migrategate.api.models import DatabaseMigrationSpec
 
 MAX_NAME = 63  # Job names end up in the pods' job-name label, which caps at 63
 HASH_CHARS = 10
-_NOT_CONTENT = {"retry", "history_limit", "suspend", "gate"}
+# approval only decides whether a person looks first: the migration it runs is the same.
+_NOT_CONTENT = {"retry", "history_limit", "suspend", "gate", "approval"}
 
 
 def content_hash(spec: DatabaseMigrationSpec, rerun_token: str | None = None) -> str:
@@ -31,8 +32,11 @@ def content_hash(spec: DatabaseMigrationSpec, rerun_token: str | None = None) ->
     return hashlib.sha256(blob.encode()).hexdigest()[:HASH_CHARS]
 
 
-def job_name(migration: str, chash: str, attempt: int = 1) -> str:
-    """The Job of `attempt` (1-based) for this content; retries get a numeric suffix."""
-    suffix = f"-{chash}" + (f"-{attempt}" if attempt > 1 else "")
+def job_name(migration: str, chash: str, attempt: int = 1, plan: bool = False) -> str:
+    """The Job of `attempt` (1-based) for this content; retries get a numeric suffix.
+
+    A plan Job (spec.approval) has `-plan` after the hash; it shares the content's attempts.
+    """
+    suffix = f"-{chash}" + ("-plan" if plan else "") + (f"-{attempt}" if attempt > 1 else "")
     stem = migration[: MAX_NAME - len(suffix)].rstrip("-.")
     return stem + suffix
