@@ -92,6 +92,13 @@ local function health(object)
     return hs
   end
 
+  -- spec.approval: a plan waits for migrategate.io/approve=<planHash> (a person's move).
+  if status.phase == "AwaitingApproval" and not isTrue(ready) then
+    hs.status = "Suspended"
+    hs.message = textOf(ready, "Waiting for approval of the migration's plan")
+    return hs
+  end
+
   hs.status = "Progressing"
   if isTrue(ready) then
     hs.message = "Ready is for generation " .. tostring(ready.observedGeneration)
