@@ -33,6 +33,18 @@ VERSIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "v3": (("v1", "v2", "v3"), "0005"),  # + the good 0004 + 0005 (an index): the v2-broken fix
 }
 
+# Expand/contract image versions (issue 12; docs/expand-contract.md): a rename of items.name
+# to items.title. Version -> (layers; expand head, contract head or None). Kept apart from
+# VERSIONS, whose versions the cluster tests build as images with a single head each.
+EXPAND_CONTRACT_VERSIONS: dict[str, tuple[tuple[str, ...], str, str | None]] = {
+    "ec-v1": (("v1",), "0003", None),  # no contract branch: code reads and writes items.name
+    # + 0004 add title, backfill, sync trigger | contract 0004c (own base, depends_on 0004):
+    # drop the trigger and items.name
+    "ec-v2": (("v1", "ec-v2"), "0004", "0004c"),
+    # + 0005 add created_at | contract 0005c (after 0004c, depends_on 0005): drop items.slug
+    "ec-v3": (("v1", "ec-v2", "ec-v3"), "0005", "0005c"),
+}
+
 # A test that holds this advisory lock (pg_advisory_lock) keeps revision 0004 of
 # v2/v3 waiting until it lets go: a migration that is as slow as the test wants.
 SLOW_LOCK_KEY = 7400001
@@ -71,7 +83,7 @@ def materialize(style: str, version: str, dest: Path) -> Path:
     """Copy sample ``style`` as image ``version`` into ``dest`` (created); return ``dest``."""
     if style not in STYLES:
         raise ValueError(f"unknown sample style {style!r}; one of {sorted(STYLES)}")
-    layers, _ = VERSIONS[version]
+    layers = VERSIONS[version][0] if version in VERSIONS else EXPAND_CONTRACT_VERSIONS[version][0]
     shutil.copytree(
         SAMPLES_DIR / style, dest, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
     )
@@ -86,3 +98,9 @@ def materialize(style: str, version: str, dest: Path) -> Path:
 def head_of(version: str) -> str:
     """The single head revision of an image version."""
     return VERSIONS[version][1]
+
+
+def phase_heads_of(version: str) -> tuple[str, str | None]:
+    """(expand head, contract head or None) of an expand/contract image version."""
+    _, expand, contract = EXPAND_CONTRACT_VERSIONS[version]
+    return expand, contract

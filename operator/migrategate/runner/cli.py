@@ -18,6 +18,8 @@ from .contract import (
     COMMANDS,
     MIGRATE_OPTIONS,
     OPTIONS,
+    PHASE_COMMANDS,
+    PHASE_OPTIONS,
     X_ARG_ENV,
     X_ARG_FLAG,
     ErrorClass,
@@ -96,6 +98,15 @@ def build_parser(stream: TextIO) -> Parser:
                     default=None,
                     help=f"{option.help} [env {option.env}]",
                 )
+        if name in PHASE_COMMANDS:
+            for option in PHASE_OPTIONS:
+                command.add_argument(
+                    option.flag,
+                    dest=option.name,
+                    default=None,
+                    choices=option.choices,
+                    help=f"{option.help} [env {option.env}]",
+                )
         if name == "url":
             command.add_argument(
                 "--show-password", action="store_true", help="print the password (for scripts)"
@@ -152,7 +163,21 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         x_args=tuple(x_args),
         show_password=bool(getattr(args, "show_password", False)),
         plan_hash=_plan_hash(args, environ),
+        **_phase_options(args, environ),
     )
+
+
+def _phase_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dict:
+    """``--phase`` and ``--contract-branch`` (flag, then environment, then default)."""
+    values: dict = {}
+    if getattr(args, "command", None) not in PHASE_COMMANDS:
+        return values
+    for option in PHASE_OPTIONS:
+        value = getattr(args, option.name, None) or environ.get(option.env) or option.default
+        if value is not None and option.choices and value not in option.choices:
+            raise BadInput(f"{option.env}={value!r} is not one of {', '.join(option.choices)}")
+        values[option.name] = value
+    return values
 
 
 def _plan_hash(args: argparse.Namespace, environ: Mapping[str, str]) -> Optional[str]:

@@ -16,7 +16,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from .contract import Driver, ExitCode, IfAhead, Outcome
+from .contract import DEFAULT_CONTRACT_BRANCH, Driver, ExitCode, IfAhead, Outcome
 from .database import Session, lock_key, qualified
 from .errors import (
     BadInput,
@@ -27,6 +27,7 @@ from .errors import (
     VerificationFailed,
 )
 from .incontext import Expected, InContext, Timeouts
+from .phases import Goal, resolve_goal
 from .plan import current_plan_hash
 from .result import Report
 from .scripts import (
@@ -34,12 +35,9 @@ from .scripts import (
     State,
     ahead_error,
     ahead_message,
-    classify,
     env_py_source,
     load_config,
     load_scripts,
-    pending_revisions,
-    resolve_target,
     version_table,
 )
 from .upgrade import run_upgrade
@@ -92,6 +90,8 @@ class Settings:
     show_password: bool = False
     poll_interval: float = 0.5  # `wait`: seconds between looks at the database
     plan_hash: Optional[str] = None  # `migrate`: apply only if the pending SQL hashes to this
+    phase: Optional[str] = None  # contract.Phase value; None: expand with a contract branch
+    contract_branch: str = DEFAULT_CONTRACT_BRANCH  # branch label of the contract revisions
 
 
 @dataclass
@@ -103,6 +103,11 @@ class Project:
     target: tuple
     env_source: str
     table: Optional[tuple]  # (schema, name) of the version table; None if env.py hides it
+    goal: Goal  # the phase this run applies and how to judge the database against it
+
+    def state(self, current: Any) -> State:
+        """Where the database with these heads stands relative to this run's goal."""
+        return self.goal.state(self.scripts, current)
 
     @property
     def table_to_read(self) -> tuple:
@@ -131,10 +136,11 @@ def load_project(settings: Settings, report: Report) -> Project:
     """Read alembic.ini, the scripts and env.py; resolve the target."""
     cfg = load_config(settings.config, settings.section, settings.x_args)
     scripts = load_scripts(cfg)
-    target = resolve_target(scripts, settings.target)
-    report.target_revisions = list(target)
+    goal = resolve_goal(scripts, settings.target, settings.phase, settings.contract_branch)
+    report.phases = goal.describe()
+    report.target_revisions = list(goal.target)
     source = env_py_source(scripts)
-    return Project(cfg, scripts, target, source, version_table(source))
+    return Project(cfg, scripts, goal.target, source, version_table(source), goal)
 
 
 def fast_path_allowed(settings: Settings, project: Project) -> bool:
@@ -163,7 +169,7 @@ def at_target_outside(session: Session, project: Project, report: Report) -> boo
     except PermissionDenied:
         return False
     report.from_revisions = report.to_revisions = current
-    return set(current) == set(project.target)
+    return project.state(current) == State.AT_TARGET
 
 
 @masks_errors
@@ -200,7 +206,7 @@ def ensure_plan_approved(
     settings: Settings, project: Project, url: URL, session: Session, report: Report
 ) -> None:
     """Under the lock: BadInput unless the pending SQL still hashes to the approved planHash."""
-    actual = current_plan_hash(project.cfg, project.scripts, url, project.target, session.versions)
+    actual = current_plan_hash(project.cfg, project.scripts, url, project.goal, session.versions)
     if actual != settings.plan_hash:
         report.stale_plan = actual
         raise BadInput(
@@ -220,11 +226,12 @@ def expectations(settings: Settings, project: Project, session: Session) -> Expe
     """What env.py's context is judged against (and the timeouts it gets)."""
     return Expected(
         scripts=project.scripts,
-        target_spec=settings.target,
+        target_spec=project.goal.destination,
         target=project.target,
         if_ahead=settings.if_ahead,
         timeouts=Timeouts(settings.pg_lock_timeout, settings.statement_timeout),
         runner_session=session.identity(),
+        goal=project.goal,
     )
 
 
@@ -324,19 +331,19 @@ def conclude(
         return handle_ahead(settings, project, list(found.heads_before), report)
     after = list(found.heads_after or ())
     where = qualified(found.table)
-    if set(after) != set(project.target):
+    if project.state(after) != State.AT_TARGET:
         raise VerificationFailed(
             f"after the upgrade env.py's version table {where} holds"
             f" {', '.join(after) or 'nothing'}, not the target {target}"
         )
     committed = read_back(session, found, report)
     report.to_revisions = committed if committed is not None else after
-    if set(report.to_revisions) != set(project.target):
+    if project.state(report.to_revisions) != State.AT_TARGET:
         raise VerificationFailed(
             f"after the upgrade the database is at {', '.join(report.to_revisions) or 'base'},"
             f" not the target {target}: check that env.py commits (context.begin_transaction())"
         )
-    pending = pending_revisions(project.scripts, found.heads_before, project.target)
+    pending = project.goal.pending(project.scripts, found.heads_before)
     report.applied_revisions = pending
     report.outcome = Outcome.SUCCEEDED.value
     retried = ""
@@ -383,12 +390,12 @@ def check(settings: Settings, environ: Mapping[str, str], out: TextIO, report: R
     out.write(
         f"current: {' '.join(current) or 'base'}\ntarget: {' '.join(project.target) or 'base'}\n"
     )
-    state = classify(project.scripts, current, project.target)
+    state = project.state(current)
     if state == State.AHEAD:
         return handle_ahead(settings, project, current, report)
     if state == State.AT_TARGET:
         return up_to_date(report, "database at the target: no upgrade pending")
-    pending = pending_revisions(project.scripts, current, project.target)
+    pending = project.goal.pending(project.scripts, current)
     report.outcome = Outcome.PENDING.value
     report.message = f"upgrade pending: {len(pending)} revision(s): {' '.join(pending)}"
     return ExitCode.PENDING
@@ -412,7 +419,7 @@ def wait(
     while True:
         try:
             current = read_versions(url, table, report)
-            state = classify(project.scripts, current, project.target)
+            state = project.state(current)
             if state == State.AT_TARGET:
                 return up_to_date(report, f"database at the target {' '.join(project.target)}")
             if state == State.AHEAD:

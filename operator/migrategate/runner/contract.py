@@ -273,6 +273,52 @@ MIGRATE_OPTIONS: tuple[Option, ...] = (
 )
 
 
+class Phase(str, enum.Enum):
+    """`--phase`: which half of an expand/contract change a run applies (issue 12)."""
+
+    EXPAND = "expand"  # every head but the contract branch's: before the new pods start
+    CONTRACT = "contract"  # the contract branch (exit 2 while expand is pending): after rollout
+    ALL = "all"  # everything: `alembic upgrade heads`
+
+
+# Revisions on the branch with this Alembic branch label are the contract phase.
+DEFAULT_CONTRACT_BRANCH = "contract"
+
+# Commands that take PHASE_OPTIONS (`url` reads no scripts).
+PHASE_COMMANDS: tuple[str, ...] = ("migrate", "wait", "check", "plan")
+
+PHASE_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "--phase",
+        "MIGRATEGATE_PHASE",
+        None,
+        "expand (before the rollout), contract (after it) or all; default: expand when the"
+        " scripts have a contract branch and the target is head or heads, otherwise all.",
+        choices=tuple(p.value for p in Phase),
+    ),
+    Option(
+        "--contract-branch",
+        "MIGRATEGATE_CONTRACT_BRANCH",
+        DEFAULT_CONTRACT_BRANCH,
+        "Alembic branch label of the contract revisions (a branch with its own base).",
+    ),
+)
+
+
+class PhaseKey:
+    """Keys every result of migrate, check, wait and plan carries once the scripts were read.
+
+    The operator learns from any of them (the expand Job's, say) whether the image has a
+    contract branch, and can show "expand: 0004, contract: 0004c".
+    """
+
+    PHASE = "phase"  # Phase value this run resolved to (auto made explicit)
+    HAS_CONTRACT_BRANCH = "hasContractBranch"  # bool: the scripts have a contract branch
+    CONTRACT_BRANCH = "contractBranch"  # the label looked for (--contract-branch)
+    EXPAND_HEADS = "expandHeads"  # the scripts' heads off the contract branch (all without one)
+    CONTRACT_HEADS = "contractHeads"  # the contract branch's head; [] without one
+
+
 # Kubernetes keeps at most 4096 bytes of a termination message; the runner stays under it.
 RESULT_MAX_BYTES = 4096
 

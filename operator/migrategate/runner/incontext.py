@@ -17,6 +17,7 @@ from sqlalchemy import text
 from .contract import IfAhead
 from .database import IDENTITY_SQL, Identity
 from .errors import BadInput
+from .phases import Goal
 from .scripts import State, ahead_error, classify
 
 
@@ -43,6 +44,7 @@ class Expected:
     if_ahead: str
     timeouts: Timeouts
     runner_session: Optional[Identity]  # the session holding the migration lock
+    goal: Optional[Goal] = None  # the phase (issue 12); None: classify against target
 
 
 @dataclass
@@ -69,12 +71,18 @@ class InContext:
         self.where = self._look_and_set(context.connection)
         self._check_database()
         expected = self.expected
-        self.state = classify(expected.scripts, self.heads_before, expected.target)
+        goal = expected.goal
+        if goal is None:
+            self.state = classify(expected.scripts, self.heads_before, expected.target)
+        else:
+            self.state = goal.state(expected.scripts, self.heads_before)
         if self.state == State.AHEAD:
             self._ahead()
             return ()
         if self.state == State.AT_TARGET:
             return ()
+        if goal is not None:  # --phase contract refuses while expand revisions are pending
+            goal.ensure_ready(expected.scripts, self.heads_before)
         # Resolved now, so a bad target fails here rather than halfway through the steps.
         steps = expected.scripts._upgrade_revs(expected.target_spec, heads)
         return self._run_then_read_heads(steps, context)

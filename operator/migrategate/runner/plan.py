@@ -27,23 +27,29 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from .contract import PLAN_OPTIONS, SYNC_URL_ENV, ExitCode, IfAhead, LintStatus, Outcome
+from .contract import (
+    DEFAULT_CONTRACT_BRANCH,
+    PLAN_OPTIONS,
+    SYNC_URL_ENV,
+    ExitCode,
+    IfAhead,
+    LintStatus,
+    Outcome,
+)
 from .database import Session
 from .errors import BadInput, RunnerError
 from .lint import LintOutcome, clip, lint_plan, severity_rank
+from .phases import Goal, resolve_goal
 from .plan_result import PlanResult
 from .result import Report
 from .scripts import (
     DEFAULT_VERSION_TABLE,
     State,
-    classify,
     env_py_source,
     first_line,
     known_revisions,
     load_config,
     load_scripts,
-    pending_revisions,
-    resolve_target,
     unknown_revisions,
     version_table,
 )
@@ -309,7 +315,11 @@ def _plan(
     url = derive_sync_url(async_url, driver)
     cfg = load_config(settings.config, settings.section, settings.x_args)
     scripts = load_scripts(cfg)
-    target = resolve_target(scripts, settings.target)
+    phase = getattr(settings, "phase", None)
+    branch = getattr(settings, "contract_branch", DEFAULT_CONTRACT_BRANCH)
+    goal = resolve_goal(scripts, settings.target, phase, branch)
+    report.phases = goal.describe()
+    target = goal.target
     report.target_revisions = list(target)
     renderer = Renderer(cfg, scripts, url)
     probe = renderer.probe()
@@ -325,7 +335,7 @@ def _plan(
     report.from_revisions = report.to_revisions = current
     result = PlanResult()
     report.plan = result
-    state = classify(scripts, current, target)
+    state = goal.state(scripts, current)
     if state == State.AHEAD:
         unknown = unknown_revisions(scripts, current) or current
         text = (
@@ -335,7 +345,9 @@ def _plan(
         if settings.if_ahead == IfAhead.FAIL.value:
             raise BadInput(text + ": deploy an image that has these revisions")
         report.warn(text)
-    pending = [] if state != State.BEHIND else pending_revisions(scripts, current, target)
+    if state == State.BEHIND:
+        goal.ensure_ready(scripts, current)  # --phase contract: as migrate would refuse
+    pending = [] if state != State.BEHIND else goal.pending(scripts, current)
     result.pending = pending
     rendered = [render_one(renderer, scripts, probe, rev) for rev in pending]
     blocks = [r.block for r in rendered]
@@ -363,7 +375,7 @@ def current_plan_hash(
     cfg: Config,
     scripts: ScriptDirectory,
     url: URL,
-    target: tuple,
+    goal: Goal,
     read_current: Callable[[tuple], list],
 ) -> str:
     """The planHash ``plan`` would print now; ``read_current(version table)`` gives the heads.
@@ -374,8 +386,8 @@ def current_plan_hash(
     probe = renderer.probe()
     table = probe.table or version_table(env_py_source(scripts)) or (None, DEFAULT_VERSION_TABLE)
     current = read_current(table)
-    state = classify(scripts, current, target)
-    pending = [] if state != State.BEHIND else pending_revisions(scripts, current, target)
+    state = goal.state(scripts, current)
+    pending = [] if state != State.BEHIND else goal.pending(scripts, current)
     return plan_hash([render_one(renderer, scripts, probe, rev).block for rev in pending])
 
 

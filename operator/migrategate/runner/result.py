@@ -34,6 +34,7 @@ class Report:
     secrets: list = field(default_factory=list)  # password spellings to mask; never written
     plan: Any = None  # `plan`'s plan_result.PlanResult: its keys join the result
     stale_plan: Optional[str] = None  # `migrate --plan-hash` refused: what the SQL hashes to now
+    phases: Optional[dict] = None  # contract.PhaseKey -> value, once the scripts were read
 
     def warn(self, text: str) -> None:
         """Add a warning to the result."""
@@ -78,6 +79,8 @@ def as_dict(report: Report) -> dict:
     if report.stale_plan is not None:
         data[ResultKey.STALE_PLAN] = True
         data[PlanKey.PLAN_HASH] = report.stale_plan
+    if report.phases is not None:
+        data.update(report.phases)
     return data
 
 
