@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -74,6 +75,11 @@ def diagnostics(
     for pod in kubectl("get", "pods", "-o", "name").split():
         logs = kubectl("logs", pod, "--all-containers", "--prefix", "--tail=40")
         found.append((f"logs of {pod}", logs))
+    net = getattr(cp, "net", None)
+    if net is not None:  # two ports answering for one pod address would show here
+        for what in (["neigh", "show", "dev"], ["-br", "link", "show", "master"]):
+            shown = subprocess.run(["ip", *what, net.bridge], capture_output=True, text=True)
+            found.append((f"ip {' '.join(what)} {net.bridge}", shown.stdout + shown.stderr))
     if pg is not None:
         found.append(("PostgreSQL log", pg.log_tail()))
     return found
