@@ -82,31 +82,11 @@ def build_parser(stream: TextIO) -> Parser:
     for name in COMMANDS:
         command = sub.add_parser(name, parents=[common], help=COMMAND_HELP[name])
         if name == "plan":
-            for option in PLAN_OPTIONS:
-                command.add_argument(
-                    option.flag,
-                    dest=option.name,
-                    default=None,
-                    choices=option.choices,
-                    help=f"{option.help} [env {option.env}]",
-                )
+            _add_options(command, PLAN_OPTIONS)
         if name == "migrate":
-            for option in MIGRATE_OPTIONS:
-                command.add_argument(
-                    option.flag,
-                    dest=option.name,
-                    default=None,
-                    help=f"{option.help} [env {option.env}]",
-                )
+            _add_options(command, MIGRATE_OPTIONS)
         if name in PHASE_COMMANDS:
-            for option in PHASE_OPTIONS:
-                command.add_argument(
-                    option.flag,
-                    dest=option.name,
-                    default=None,
-                    choices=option.choices,
-                    help=f"{option.help} [env {option.env}]",
-                )
+            _add_options(command, PHASE_OPTIONS)
         if name == "url":
             command.add_argument(
                 "--show-password", action="store_true", help="print the password (for scripts)"
@@ -275,3 +255,15 @@ def _finish(command: str, settings: Optional[Settings], report: Report, out: Tex
             out.write(
                 f"error: cannot write the result file {settings.result_file}: {error.strerror}\n"
             )
+
+
+def _add_options(command: argparse.ArgumentParser, options: Any) -> None:
+    """One argparse option per contract option; unset ones fall back to their env var."""
+    for option in options:
+        command.add_argument(
+            option.flag,
+            dest=option.name,
+            default=None,
+            choices=option.choices,
+            help=f"{option.help} [env {option.env}]",
+        )
