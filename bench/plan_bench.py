@@ -9,27 +9,21 @@ approval policy Auto and OnFindings, and measures with the bench's own watches:
   start, the runner rendering and linting offline, the operator reading its result).
 A plan that needs approval is approved by the bench as soon as it sees
 AwaitingApproval; those runs are counted (the figures then include that round trip).
-Same stack as `bench operator` (bench/cluster.py: its own namespaces, the chart's pod).
+Same stack and watches as `bench operator` (bench/apiclock.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+import functools
 import sys
-import time
-from pathlib import Path
 from typing import Any
 
 import pgserver
-from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio import client
 from migrategate.api import constants as c
 
-from bench import cluster
+from bench import apiclock
 from bench.stats import summary
-
-NAMESPACE = "bench"
-STYLE, VERSION = "seed004_ini_url", "v1"
 
 
 class Clock:
@@ -42,92 +36,57 @@ class Clock:
         self.awaiting: dict[str, str] = {}  # name -> plan hash awaiting approval
 
     async def watch_jobs(self, api: client.ApiClient) -> None:
-        batch = client.BatchV1Api(api)
-        async with watch.Watch() as w:
-            async for event in w.stream(
-                batch.list_namespaced_job, NAMESPACE, label_selector=c.LABEL_MIGRATION
-            ):
-                job = event["object"]
-                labels = job.metadata.labels or {}
-                owner = labels[c.LABEL_MIGRATION]
-                plan = labels.get(c.LABEL_JOB_KIND) == c.JOB_KIND_PLAN
-                (self.plan_added if plan else self.migrate_added).setdefault(
-                    owner, time.monotonic()
-                )
+        async for now, job in apiclock.job_events(api):
+            labels = job.metadata.labels or {}
+            plan = labels.get(c.LABEL_JOB_KIND) == c.JOB_KIND_PLAN
+            (self.plan_added if plan else self.migrate_added).setdefault(
+                labels[c.LABEL_MIGRATION], now
+            )
 
     async def watch_migrations(self, api: client.ApiClient) -> None:
-        custom = client.CustomObjectsApi(api)
-        async with watch.Watch() as w:
-            async for event in w.stream(
-                custom.list_namespaced_custom_object, c.GROUP, c.VERSION, NAMESPACE, c.PLURAL
-            ):
-                obj = event["object"]
-                name = obj["metadata"]["name"]
-                status = obj.get("status") or {}
-                if status.get("phase") == c.REASON_AWAITING_APPROVAL:
-                    self.awaiting.setdefault(name, (status.get("plan") or {}).get("hash", ""))
-                conds = status.get("conditions") or []
-                if any(x["type"] == "Ready" and x["status"] == "True" for x in conds):
-                    self.ready.setdefault(name, time.monotonic())
+        async for now, obj in apiclock.migration_events(api):
+            name = obj["metadata"]["name"]
+            status = obj.get("status") or {}
+            if status.get("phase") == c.REASON_AWAITING_APPROVAL:
+                self.awaiting.setdefault(name, (status.get("plan") or {}).get("hash", ""))
+            if apiclock.ready(obj):
+                self.ready.setdefault(name, now)
 
 
 async def run_bench(cp: Any, pg: pgserver.PgServer, image: str, runs: int) -> dict[str, Any]:
-    await config.load_kube_config(config_file=str(cp.kubeconfig))
     clock = Clock()
     applied: dict[str, float] = {}
     policy: dict[str, str] = {}
     approved: set[str] = set()
-    async with client.ApiClient() as api:
-        tasks = [
-            asyncio.create_task(clock.watch_jobs(api)),
-            asyncio.create_task(clock.watch_migrations(api)),
-        ]
-        await asyncio.sleep(1)  # let both watches establish
+    async with (
+        client.ApiClient() as api,
+        apiclock.watching(clock.watch_jobs(api), clock.watch_migrations(api)),
+    ):
         custom = client.CustomObjectsApi(api)
+
+        async def approve(name: str) -> None:
+            """Approve the plan the migration waits on, once."""
+            if name not in clock.awaiting or name in approved:
+                return
+            approved.add(name)
+            patch = {"metadata": {"annotations": {c.ANNOTATION_APPROVE: clock.awaiting[name]}}}
+            await custom.patch_namespaced_custom_object(
+                c.GROUP, c.VERSION, apiclock.NAMESPACE, c.PLURAL, name, patch,
+                _content_type="application/merge-patch+json",
+            )  # fmt: skip
+
         for i in range(runs * 2):
             name = f"plan-{i:03d}"
             policy[name] = "Auto" if i % 2 == 0 else "OnFindings"
             db = pg.create_database()
             secret = f"db-{i:03d}"
             cp.kubectl(
-                "create", "secret", "generic", secret, "-n", NAMESPACE,
+                "create", "secret", "generic", secret, "-n", apiclock.NAMESPACE,
                 f"--from-literal=url={pg.url(db)}",
             )  # fmt: skip
-            body = {
-                "apiVersion": c.API_VERSION,
-                "kind": c.KIND,
-                "metadata": {"name": name},
-                "spec": {
-                    "image": image,
-                    "databaseURL": {"secretKeyRef": {"name": secret, "key": "url"}},
-                    "approval": {"policy": policy[name]},
-                },
-            }
-            await custom.create_namespaced_custom_object(
-                c.GROUP, c.VERSION, NAMESPACE, c.PLURAL, body
-            )
-            applied[name] = time.monotonic()
-            deadline = time.monotonic() + 180
-            while name not in clock.ready:
-                if name in clock.awaiting and name not in approved:
-                    approved.add(name)
-                    patch = {
-                        "metadata": {"annotations": {c.ANNOTATION_APPROVE: clock.awaiting[name]}}
-                    }
-                    await custom.patch_namespaced_custom_object(
-                        c.GROUP,
-                        c.VERSION,
-                        NAMESPACE,
-                        c.PLURAL,
-                        name,
-                        patch,
-                        _content_type="application/merge-patch+json",
-                    )
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"{name} not Ready in 180 s")
-                await asyncio.sleep(0.05)
-        for task in tasks:
-            task.cancel()
+            body = apiclock.migration(name, image, secret, approval={"policy": policy[name]})
+            applied[name] = await apiclock.create(api, body)
+            await apiclock.until(clock.ready, name, 180, functools.partial(approve, name))
     auto = [n for n in sorted(applied) if policy[n] == "Auto"]
     gated = [n for n in sorted(applied) if policy[n] != "Auto"]
     return {
@@ -143,19 +102,7 @@ async def run_bench(cp: Any, pg: pgserver.PgServer, image: str, runs: int) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench plan", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10, help="runs per policy")
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    raw = sys.argv[1:] if argv is None else argv
-    args = parser.parse_args(raw)
-    images = lambda: cluster.build_images((STYLE, VERSION))  # noqa: E731
-    status = cluster.isolated("plan", raw, images)
-    if status is not None:
-        return status
-    with cluster.stack(NAMESPACE) as stack:
-        image = stack.images.app(STYLE, VERSION)
-        results = asyncio.run(run_bench(stack.cp, stack.pg, image, args.runs))
-    return cluster.publish(results, args.json)
+    return apiclock.main("plan", __doc__, argv, run_bench, (10, "runs per policy"))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -151,16 +151,22 @@ def count_operator_requests(stack: localstack.Stack) -> None:
 
 
 class RssSampler:
-    """The operator's RSS every 0.2 s, in a thread; ``peak`` in MB."""
+    """The operator's RSS every 0.2 s, in a thread; ``peak`` in MB. ``pid_of`` finds the
+    operator's process; while there is none (a restart) it keeps looking."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak = pid, 0.0
+    def __init__(self, pid_of: Callable[[], int]) -> None:
+        self.pid_of, self.peak = pid_of, 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        pid: int | None = None
         while not self._stop.is_set():
-            self.peak = max(self.peak, cluster.rss_mb(self.pid))
+            try:
+                pid = pid or self.pid_of()
+                self.peak = max(self.peak, cluster.rss_mb(pid))
+            except (AssertionError, OSError, RuntimeError):
+                pid = None  # not started yet, or gone
             self._stop.wait(0.2)
 
     def __enter__(self) -> RssSampler:
@@ -264,7 +270,7 @@ def burst(stack: localstack.Stack, rec: gatewatch.Recorder, n: int, image: str) 
     time.sleep(IDLE_SECONDS)
     idle = operator_facts(stack)
     before = api_metrics(stack)
-    with RssSampler(stack.operator_pid()) as sampler:
+    with RssSampler(stack.operator_pid) as sampler:
         started, ready = apply_and_wait(stack, rec, batch, image)
     cpu_busy = operator_facts(stack)["cpu_s"] - idle["cpu_s"]
     time.sleep(IDLE_SECONDS)
@@ -289,8 +295,15 @@ def burst(stack: localstack.Stack, rec: gatewatch.Recorder, n: int, image: str) 
 
 
 def restart(
-    stack: localstack.Stack, rec: gatewatch.Recorder, have: int, total: int, size: int, image: str
+    stack: localstack.Stack,
+    rec: gatewatch.Recorder,
+    existing: tuple[int, float],
+    total: int,
+    size: int,
+    image: str,
 ) -> dict:
+    """``existing``: the objects there are, and the operator's idle RSS with them (MB)."""
+    have, rss_with_have = existing
     grown = []
     for start in range(have, total, size):
         batch = names(start, min(size, total - start))
@@ -310,7 +323,8 @@ def restart(
     try:
         up = time.monotonic()
         scale_operator(stack, 1)
-        current = eventually(lambda: ready_at(rec, every, up), timeout=600, interval=0.5)
+        with RssSampler(stack.operator_pid) as sampler:
+            current = eventually(lambda: ready_at(rec, every, up), timeout=600, interval=0.5)
         running = min(
             e.at for e in op_rec.events("Pod") if e.at >= up and _operator_container_running(e.obj)
         )
@@ -325,6 +339,10 @@ def restart(
         "objects": total,
         "batches_to_all_ready_s": grown,
         "rss_mb_long_running": long_running["rss_mb"],
+        "rss_kb_per_extra_object_long_running": round(
+            (long_running["rss_mb"] - rss_with_have) * 1024 / (total - have), 1
+        ),
+        "rss_mb_peak_during_restart": round(sampler.peak, 1),
         "scale_up_to_operator_running_s": round(running - up, 2),
         "operator_running_to_all_current_s": round(done - running, 2),
         "scale_up_to_all_current_s": round(done - up, 2),
@@ -369,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
             results: dict[str, Any] = {"burst": burst(stack, rec, args.objects, image)}
             cluster.say(f"burst of {args.objects}: {results['burst']['apply_to_all_ready_s']}s")
             if args.restart_objects:
+                have = (args.objects, results["burst"]["rss_mb"]["idle_after"])
                 results["restart"] = restart(
-                    stack, rec, args.objects, args.restart_objects, args.batch, image
+                    stack, rec, have, args.restart_objects, args.batch, image
                 )
         finally:
             rec.stop()
