@@ -22,92 +22,77 @@ from migrategate.controller.outcome import DEFAULT_IMAGE_PULL_GRACE
 DEFAULT_RUNNER_IMAGE = f"ghcr.io/migrategate/migrategate:{migrategate.__version__}"
 
 
+def setting(
+    default: Any, env: str, help: str, check: Callable[[Any], str | None] | None = None
+) -> Any:
+    """A Settings field read from `env`; `check` (value -> problem or None) runs at start-up."""
+    metadata: dict[str, Any] = {"env": env, "help": help}
+    if check is not None:
+        metadata["check"] = check
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Operator settings; `env` in each field's metadata names its variable."""
 
-    runner_image: str = field(
-        default=DEFAULT_RUNNER_IMAGE,
-        metadata={"env": "MIGRATEGATE_RUNNER_IMAGE", "help": "Image holding the runner payload."},
+    runner_image: str = setting(
+        DEFAULT_RUNNER_IMAGE, "MIGRATEGATE_RUNNER_IMAGE", "Image holding the runner payload."
     )
-    runner_image_pull_policy: str = field(
-        default="IfNotPresent",
-        metadata={"env": "MIGRATEGATE_RUNNER_IMAGE_PULL_POLICY", "help": "Its pull policy."},
+    runner_image_pull_policy: str = setting(
+        "IfNotPresent", "MIGRATEGATE_RUNNER_IMAGE_PULL_POLICY", "Its pull policy."
     )
-    namespaces: tuple[str, ...] = field(
-        default=(),
-        metadata={
-            "env": "MIGRATEGATE_NAMESPACES",
-            "help": "Comma-separated namespaces to watch; empty means the whole cluster.",
-        },
+    namespaces: tuple[str, ...] = setting(
+        (),
+        "MIGRATEGATE_NAMESPACES",
+        "Comma-separated namespaces to watch; empty means the whole cluster.",
     )
-    peering: str = field(
-        default="",
-        metadata={
-            "env": "MIGRATEGATE_PEERING",
-            "help": "kopf peering name; set it when running more than one replica: exactly "
-            "one serves, the others wait. Empty runs standalone.",
-        },
+    peering: str = setting(
+        "",
+        "MIGRATEGATE_PEERING",
+        "kopf peering name; set it when running more than one replica: exactly "
+        "one serves, the others wait. Empty runs standalone.",
     )
-    peering_lifetime: int = field(
-        default=15,
-        metadata={
-            "env": "MIGRATEGATE_PEERING_LIFETIME",
-            "help": "Seconds a replica's peering keep-alive stays valid; it is renewed every "
-            "lifetime - 5..10 s. A replica that dies without saying so (SIGKILL, lost node) "
-            "is taken over after at most this long. At least 10.",
-            "check": lambda v: None if v >= 10 else "must be at least 10 (seconds)",
-        },
+    peering_lifetime: int = setting(
+        15,
+        "MIGRATEGATE_PEERING_LIFETIME",
+        "Seconds a replica's peering keep-alive stays valid; it is renewed every "
+        "lifetime - 5..10 s. A replica that dies without saying so (SIGKILL, lost node) "
+        "is taken over after at most this long. At least 10.",
+        check=lambda v: None if v >= 10 else "must be at least 10 (seconds)",
     )
-    peering_priority: str = field(
-        default="",
-        metadata={
-            "env": "MIGRATEGATE_PEERING_PRIORITY",
-            "help": "kopf peering priority. Empty: derived from the start time, so the oldest "
-            "live replica serves and a new one never preempts it (all auto priorities are "
-            "negative). An integer: fixed; give it to one operator only, e.g. 1 to take "
-            "over from the deployed replicas for debugging (equal priorities pause both).",
-            "check": lambda v: None if v == "" or _is_int(v) else "must be empty or an integer",
-        },
+    peering_priority: str = setting(
+        "",
+        "MIGRATEGATE_PEERING_PRIORITY",
+        "kopf peering priority. Empty: derived from the start time, so the oldest "
+        "live replica serves and a new one never preempts it (all auto priorities are "
+        "negative). An integer: fixed; give it to one operator only, e.g. 1 to take "
+        "over from the deployed replicas for debugging (equal priorities pause both).",
+        check=lambda v: None if v == "" or _is_int(v) else "must be empty or an integer",
     )
-    liveness_port: int = field(
-        default=8080,
-        metadata={"env": "MIGRATEGATE_LIVENESS_PORT", "help": "/healthz port; 0 disables it."},
+    liveness_port: int = setting(8080, "MIGRATEGATE_LIVENESS_PORT", "/healthz port; 0 disables it.")
+    metrics_port: int = setting(9090, "MIGRATEGATE_METRICS_PORT", "/metrics port; 0 disables it.")
+    batch_window: float = setting(
+        0.01,
+        "MIGRATEGATE_BATCH_WINDOW",
+        "Seconds kopf waits to batch events of one object (kopf's default is 0.1).",
     )
-    metrics_port: int = field(
-        default=9090,
-        metadata={"env": "MIGRATEGATE_METRICS_PORT", "help": "/metrics port; 0 disables it."},
+    job_defaults: str = setting(
+        "",
+        "MIGRATEGATE_JOB_DEFAULTS",
+        "JSON object shaped like spec.job: pod defaults for every migration Job.",
     )
-    batch_window: float = field(
-        default=0.01,
-        metadata={
-            "env": "MIGRATEGATE_BATCH_WINDOW",
-            "help": "Seconds kopf waits to batch events of one object (kopf's default is 0.1).",
-        },
+    image_pull_grace: float = setting(
+        DEFAULT_IMAGE_PULL_GRACE,
+        "MIGRATEGATE_IMAGE_PULL_GRACE",
+        "Seconds a migration pod's ErrImagePull/ImagePullBackOff may last before "
+        "the migration fails (a registry hiccup clears by itself); measured from when the "
+        "pod was scheduled (its init containers done, for the main container).",
+        check=lambda v: None if math.isfinite(v) and v >= 0 else "must be >= 0",
     )
-    job_defaults: str = field(
-        default="",
-        metadata={
-            "env": "MIGRATEGATE_JOB_DEFAULTS",
-            "help": "JSON object shaped like spec.job: pod defaults for every migration Job.",
-        },
-    )
-    image_pull_grace: float = field(
-        default=DEFAULT_IMAGE_PULL_GRACE,
-        metadata={
-            "env": "MIGRATEGATE_IMAGE_PULL_GRACE",
-            "help": "Seconds a migration pod's ErrImagePull/ImagePullBackOff may last before "
-            "the migration fails (a registry hiccup clears by itself); measured from when the "
-            "pod was scheduled (its init containers done, for the main container).",
-            "check": lambda v: None if math.isfinite(v) and v >= 0 else "must be >= 0",
-        },
-    )
-    log_level: str = field(
-        default="INFO", metadata={"env": "MIGRATEGATE_LOG_LEVEL", "help": "Python log level."}
-    )
-    message_max_chars: int = field(
-        default=1024,
-        metadata={"env": "MIGRATEGATE_MESSAGE_MAX_CHARS", "help": "Cap on status.message."},
+    log_level: str = setting("INFO", "MIGRATEGATE_LOG_LEVEL", "Python log level.")
+    message_max_chars: int = setting(
+        1024, "MIGRATEGATE_MESSAGE_MAX_CHARS", "Cap on status.message."
     )
 
     def __post_init__(self) -> None:

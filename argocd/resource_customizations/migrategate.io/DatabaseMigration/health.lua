@@ -60,18 +60,19 @@ local function health(object)
   end
 
   local conditions = status.conditions
-  local reconciling = findCondition(conditions, "Reconciling")
-  if isTrue(reconciling) then
-    hs.status = "Progressing"
-    hs.message = textOf(reconciling, "Migration in progress")
-    return hs
-  end
-
-  local stalled = findCondition(conditions, "Stalled")
-  if isTrue(stalled) and isCurrent(stalled.observedGeneration) then
-    hs.status = "Degraded"
-    hs.message = textOf(stalled, "Migration failed")
-    return hs
+  -- Reconciling (a Job runs, a retry is due, or the contract phase waits for the rollout)
+  -- wins over Stalled, whatever its generation; Stalled counts for the current one only.
+  local verdicts = {
+    { type = "Reconciling", health = "Progressing", fallback = "Migration in progress" },
+    { type = "Stalled", health = "Degraded", fallback = "Migration failed", current = true },
+  }
+  for _, verdict in ipairs(verdicts) do
+    local condition = findCondition(conditions, verdict.type)
+    if isTrue(condition) and (not verdict.current or isCurrent(condition.observedGeneration)) then
+      hs.status = verdict.health
+      hs.message = textOf(condition, verdict.fallback)
+      return hs
+    end
   end
 
   local ready = findCondition(conditions, "Ready")
@@ -92,7 +93,8 @@ local function health(object)
     return hs
   end
 
-  -- spec.approval: a plan waits for migrategate.io/approve=<planHash> (a person's move).
+  -- spec.approval: a plan waits for migrategate.io/approve=<planHash>; spec.contract.policy
+  -- Manual: the contract phase waits for migrategate.io/contract=<contentHash> (a person's move).
   if status.phase == "AwaitingApproval" and not isTrue(ready) then
     hs.status = "Suspended"
     hs.message = textOf(ready, "Waiting for approval of the migration's plan")
