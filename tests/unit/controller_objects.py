@@ -17,7 +17,9 @@ def job(
     created=T0,
     image="app:1",
     message=None,
+    kind=None,
 ):
+    """A Job; `kind` is its job-kind label (plan, contract), absent for a migration Job."""
     conds = []
     if state == "complete":
         conds = [{"type": "Complete", "status": "True", "lastTransitionTime": T1}]
@@ -42,6 +44,7 @@ def job(
                 c.LABEL_MIGRATION: "shop",
                 c.LABEL_CONTENT_HASH: chash,
                 c.LABEL_ATTEMPT: str(attempt),
+                **({c.LABEL_JOB_KIND: kind} if kind else {}),
             },
         },
         "status": {"startTime": T0, "conditions": conds},

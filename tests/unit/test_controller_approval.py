@@ -123,7 +123,8 @@ def test_approving_the_current_hash_starts_the_migration_with_it():
     plan = run(b, jobs=[plan_job()], pods=[pod(PLAN_JOB, exit_code=0, message=planned())])
     assert plan.create["metadata"]["name"] == f"shop-{CHASH}-2"
     command = args_of(plan.create)
-    assert command[2] == "migrate" and command[-2:] == ["--plan-hash", HASH]
+    assert command[2] == "migrate" and command[-4:-2] == ["--plan-hash", HASH]
+    assert command[-2:] == ["--phase", "expand"]
     assert plan.create["metadata"]["annotations"][c.ANNOTATION_PLAN_HASH] == HASH
     assert plan.status["plan"]["approved"] is True
     assert [e[1] for e in plan.events] == ["Approved", "JobCreated"]
@@ -145,7 +146,7 @@ def test_a_stale_approval_is_ignored_once_with_an_event():
 def test_below_the_minimum_severity_it_migrates_unattended():
     msg = planned(high=0, medium=2)
     plan = run(body(), jobs=[plan_job()], pods=[pod(PLAN_JOB, exit_code=0, message=msg)])
-    assert args_of(plan.create)[-2:] == ["--plan-hash", HASH]
+    assert args_of(plan.create)[-4:-2] == ["--plan-hash", HASH]
     assert plan.status["plan"]["needsApproval"] is False
     medium = {**SPEC, "approval": {"policy": "OnFindings", "minSeverity": "medium"}}
     held = run(body(spec=medium), jobs=[plan_job()], pods=[pod(PLAN_JOB, exit_code=0, message=msg)])

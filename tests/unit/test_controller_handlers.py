@@ -56,8 +56,9 @@ def test_registry_has_no_update_handlers_on_children():
         (c.GROUP, c.PLURAL)
     }
     plurals = {(h.selector.plural or h.selector.any_name) for h in watching}
-    assert plurals == {"jobs", "pods", c.PLURAL}  # DatabaseMigrations: the gate's event handler
-    # Child events are filtered: by labels, or (the gate's pods) by a callback on the gate.
+    # DatabaseMigrations: the gate's event handler; deployments: the rollout before contract.
+    assert plurals == {"jobs", "pods", "deployments", c.PLURAL}
+    # Child events are filtered: by labels, or (the gate's and the rollout's) by a callback.
     assert all(h.labels or h.when for h in watching if h.selector.group != c.GROUP)
 
 

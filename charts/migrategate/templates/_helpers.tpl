@@ -66,6 +66,10 @@ database URL, through secretKeyRef.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "patch"]
+# spec.gate.deployments: the rollout the contract phase waits for (read only).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch"]
 # Events on DatabaseMigrations at each transition.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]

@@ -19,6 +19,8 @@ COMPONENT_MIGRATION = "migration"
 # Plan Jobs (spec.approval.policy other than Auto) carry this label; migration Jobs do not.
 LABEL_JOB_KIND = f"{GROUP}/job-kind"
 JOB_KIND_PLAN = "plan"
+# Contract Jobs (`--phase contract`, after the rollout) carry job-kind contract.
+JOB_KIND_CONTRACT = "contract"
 LABEL_MIGRATION = f"{GROUP}/migration"  # the DatabaseMigration's name
 LABEL_CONTENT_HASH = f"{GROUP}/content-hash"  # hash of what the Job runs
 LABEL_ATTEMPT = f"{GROUP}/attempt"  # 1 for the first Job of a content, then 2, 3...
@@ -29,6 +31,9 @@ ANNOTATION_IMAGE = f"{GROUP}/image"  # on Jobs: the application image migrated
 # `kubectl annotate dbm/<name> migrategate.io/approve=<planHash>` approves that plan.
 ANNOTATION_APPROVE = f"{GROUP}/approve"
 ANNOTATION_PLAN_HASH = f"{GROUP}/plan-hash"  # on migration Jobs: the approved plan they apply
+# spec.contract.policy Manual: `kubectl annotate dbm/<name> migrategate.io/contract=<contentHash>`
+# lets the contract Job of that content run once the rollout has finished.
+ANNOTATION_CONTRACT = f"{GROUP}/contract"
 # The gate: pods name their DatabaseMigration with this annotation and wait on this gate.
 ANNOTATION_MIGRATION = f"{GROUP}/migration"
 SCHEDULING_GATE = f"{GROUP}/migration"
@@ -50,3 +55,7 @@ CONDITION_RECONCILING = "Reconciling"
 CONDITION_STALLED = "Stalled"
 # The Ready condition's reason (and the phase) while a plan waits for a person's approval.
 REASON_AWAITING_APPROVAL = "AwaitingApproval"
+# The Ready condition's reasons between the expand and the contract phase.
+REASON_WAITING_FOR_ROLLOUT = "WaitingForRollout"
+REASON_AWAITING_CONTRACT_APPROVAL = "AwaitingContractApproval"
+REASON_CONTRACT_RUNNING = "ContractJobRunning"

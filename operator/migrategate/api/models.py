@@ -71,6 +71,22 @@ class ApprovalPolicy(enum.StrEnum):
     ALWAYS = "Always"
 
 
+class ContractPolicy(enum.StrEnum):
+    AUTO = "Auto"
+    MANUAL = "Manual"
+
+
+class PhaseState(enum.StrEnum):
+    """Where one half (expand or contract) of a migration stands."""
+
+    PENDING = "Pending"
+    WAITING_FOR_ROLLOUT = "WaitingForRollout"  # contract: old-image pods still run
+    AWAITING_APPROVAL = "AwaitingApproval"  # contract, policy Manual: migrategate.io/contract
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
 class ConditionStatus(enum.StrEnum):
     TRUE = "True"
     FALSE = "False"
@@ -261,6 +277,22 @@ class ApprovalSpec(_Model):
     )
 
 
+class ContractSpec(_Model):
+    """The contract phase: revisions on the contract branch run only after the rollout."""
+
+    policy: ContractPolicy = Field(
+        ContractPolicy.AUTO,
+        description="Auto: run the contract Job as soon as the rollout has finished. Manual: "
+        "then wait for `kubectl annotate dbm/<name> migrategate.io/contract=<status.contentHash>`.",
+    )
+    branch: str = Field(
+        "contract",
+        min_length=1,
+        description="Alembic branch label of the contract revisions (a branch with its own "
+        "base). Images whose scripts have no such branch migrate in one phase, as before.",
+    )
+
+
 class DatabaseMigrationSpec(_Model):
     """Desired state: migrate the database of `databaseURL` to the revisions in `image`."""
 
@@ -283,6 +315,7 @@ class DatabaseMigrationSpec(_Model):
     )
     suspend: bool = Field(False, description="Hold new Jobs. A running Job is left to finish.")
     approval: ApprovalSpec = Field(default_factory=ApprovalSpec, description=ApprovalSpec.__doc__)
+    contract: ContractSpec = Field(default_factory=ContractSpec, description=ContractSpec.__doc__)
 
 
 class Condition(_Model):
@@ -348,6 +381,44 @@ class PlanStatus(_Model):
     planned_at: str | None = Field(None, description="When the plan Job finished.")
 
 
+class PhaseStatus(_Model):
+    """One half of an expand/contract migration."""
+
+    state: PhaseState = Field(
+        description="Pending, WaitingForRollout, AwaitingApproval, Running, Succeeded or Failed."
+    )
+    job_name: str | None = Field(None, description="Its Job (current or last attempt).")
+    target_revisions: list[str] | None = Field(
+        None, description="The phase's head in the image's scripts."
+    )
+    applied_revisions: list[str] | None = Field(
+        None, description="Revisions its last Job applied, in order."
+    )
+    finished_at: str | None = Field(None, description="When its Job finished.")
+    message: str | None = Field(
+        None, description="What it waits for (the rollout's progress) or its outcome."
+    )
+
+
+class PhasesStatus(_Model):
+    """Both halves, present when the image's scripts have a contract branch."""
+
+    expand: PhaseStatus | None = Field(None, description="Before the rollout: everything else.")
+    contract: PhaseStatus | None = Field(
+        None, description="After the rollout: the contract branch."
+    )
+
+
+class ContractedStatus(_Model):
+    """The last contract phase that ran: rolling back to an older image past it is unsafe."""
+
+    image: str = Field(description="The image whose contract phase ran.")
+    revisions: list[str] = Field(
+        default_factory=list, description="The contract branch's head it left the database at."
+    )
+    finished_at: str | None = Field(None, description="When it finished.")
+
+
 class DatabaseMigrationStatus(_Model):
     """Observed state, written by the operator (kstatus-compatible)."""
 
@@ -395,6 +466,8 @@ class DatabaseMigrationStatus(_Model):
         description="The last migrategate.io/approve value ignored because it names no "
         "current plan (an Event said why).",
     )
+    phases: PhasesStatus | None = Field(None, description=PhasesStatus.__doc__)
+    contracted: ContractedStatus | None = Field(None, description=ContractedStatus.__doc__)
 
 
 class DatabaseMigration(_Model):

@@ -61,6 +61,7 @@ class JobFacts:
     image: str | None = None  # the application image it migrates (annotation)
     plan: bool = False  # a plan Job (`migrategate plan`), not a migration
     plan_hash: str | None = None  # a migration Job's approved plan (annotation)
+    contract: bool = False  # a contract Job (`--phase contract`), after the rollout
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
@@ -97,6 +98,7 @@ def job_facts(job: Mapping[str, Any]) -> JobFacts:
         image=(meta.get("annotations") or {}).get(c.ANNOTATION_IMAGE),
         plan=labels.get(c.LABEL_JOB_KIND) == c.JOB_KIND_PLAN,
         plan_hash=(meta.get("annotations") or {}).get(c.ANNOTATION_PLAN_HASH),
+        contract=labels.get(c.LABEL_JOB_KIND) == c.JOB_KIND_CONTRACT,
     )
 
 

@@ -15,6 +15,9 @@ from migrategate.api.models import DatabaseMigrationSpec, JobSpec, RunnerMode, d
 from migrategate.runner import contract
 
 DATABASE_URL_ENV = "DATABASE_URL"
+# Targets the runner splits into an expand and a contract phase (runner/phases.py's WHOLE_TARGETS);
+# the runner module itself needs Alembic, which the operator image does not import.
+WHOLE_TARGETS = ("head", "heads")
 RESULT_FILE = "/dev/termination-log"
 
 RESTRICTED_CONTAINER: dict[str, Any] = {
@@ -89,6 +92,7 @@ class JobRequest:
     runner_image_pull_policy: str = "IfNotPresent"
     plan: bool = False  # a plan Job: `migrategate plan` (no --fail-on), changes nothing
     plan_hash: str | None = None  # a migration Job: apply only this approved plan
+    contract: bool = False  # the contract Job (`--phase contract`), after the rollout
 
 
 def selector_labels(migration: str) -> dict[str, str]:
@@ -96,12 +100,29 @@ def selector_labels(migration: str) -> dict[str, str]:
     return {c.LABEL_MANAGED_BY: c.MANAGED_BY, c.LABEL_MIGRATION: migration}
 
 
+def phase_of(spec: DatabaseMigrationSpec, contract_job: bool = False) -> str | None:
+    """The `--phase` a Job passes: contract for the contract Job, else expand for a whole target.
+
+    An explicit revision target keeps today's single run (the runner's default, all): the
+    runner splits only head or heads into phases.
+    """
+    if contract_job:
+        return contract.Phase.CONTRACT.value
+    if spec.alembic.target in WHOLE_TARGETS:
+        return contract.Phase.EXPAND.value
+    return None
+
+
 def runner_args(
-    spec: DatabaseMigrationSpec, plan: bool = False, plan_hash: str | None = None
+    spec: DatabaseMigrationSpec,
+    plan: bool = False,
+    plan_hash: str | None = None,
+    contract_job: bool = False,
 ) -> list[str]:
     """`migrate` (or `plan`) plus flags, in the order of contract.OPTIONS.
 
-    A migration of an approved plan adds `--plan-hash` (contract.MIGRATE_OPTIONS).
+    A migration of an approved plan adds `--plan-hash` (contract.MIGRATE_OPTIONS); every
+    Job names its phase (contract.PHASE_OPTIONS), see phase_of.
     """
     values = {
         "config": spec.alembic.config,
@@ -125,17 +146,29 @@ def runner_args(
         if option.name in values:
             args += [option.flag, str(values[option.name])]
     if plan_hash and not plan:
-        (option,) = (o for o in contract.MIGRATE_OPTIONS if o.name == "plan_hash")
-        args += [option.flag, plan_hash]
+        args += [_flag(contract.MIGRATE_OPTIONS, "plan_hash"), plan_hash]
+    phase = phase_of(spec, contract_job)
+    if phase is not None:
+        args += [_flag(contract.PHASE_OPTIONS, "phase"), phase]
+    if spec.contract.branch != contract.DEFAULT_CONTRACT_BRANCH:
+        args += [_flag(contract.PHASE_OPTIONS, "contract_branch"), spec.contract.branch]
     for kv in spec.alembic.x_args:
         args += [contract.X_ARG_FLAG, kv]
     return args
 
 
+def _flag(options: tuple[contract.Option, ...], name: str) -> str:
+    (option,) = (o for o in options if o.name == name)
+    return option.flag
+
+
 def command(
-    spec: DatabaseMigrationSpec, plan: bool = False, plan_hash: str | None = None
+    spec: DatabaseMigrationSpec,
+    plan: bool = False,
+    plan_hash: str | None = None,
+    contract_job: bool = False,
 ) -> list[str]:
-    args = runner_args(spec, plan, plan_hash)
+    args = runner_args(spec, plan, plan_hash, contract_job)
     if spec.runner.mode == RunnerMode.INSTALLED.value:
         return ["migrategate", *args]
     return ["python", contract.INJECTED_ENTRYPOINT, *args]
@@ -190,7 +223,7 @@ def main_container(req: JobRequest) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": c.CONTAINER_NAME,
         "image": spec.image,
-        "command": command(spec, req.plan, req.plan_hash),
+        "command": command(spec, req.plan, req.plan_hash, req.contract),
         "env": container_env(spec),
         "securityContext": merged(RESTRICTED_CONTAINER, spec.job.security_context),
         "terminationMessagePath": RESULT_FILE,
@@ -296,6 +329,8 @@ def labels(req: JobRequest) -> dict[str, str]:
     }
     if req.plan:
         out[c.LABEL_JOB_KIND] = c.JOB_KIND_PLAN
+    elif req.contract:
+        out[c.LABEL_JOB_KIND] = c.JOB_KIND_CONTRACT
     return out
 
 

@@ -36,6 +36,7 @@ class Kube:
         self.custom = client.CustomObjectsApi(api)
         self.batch = client.BatchV1Api(api)
         self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
 
     @classmethod
     async def connect(cls) -> Kube:
@@ -88,6 +89,31 @@ class Kube:
             await _raw(
                 self.core.list_namespaced_pod(
                     namespace, label_selector=_selector(migration), _preload_content=False
+                )
+            )
+        )
+
+    async def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Deployment (spec.gate.deployments), or None when there is none of that name."""
+        try:
+            data = await _raw(
+                self.apps.read_namespaced_deployment(name, namespace, _preload_content=False)
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        body: dict[str, Any] = json.loads(data)
+        return body
+
+    async def list_namespace_pods(
+        self, namespace: str, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """Application pods: a Deployment's (by its selector), or every pod of the namespace."""
+        return _items(
+            await _raw(
+                self.core.list_namespaced_pod(
+                    namespace, label_selector=label_selector, _preload_content=False
                 )
             )
         )

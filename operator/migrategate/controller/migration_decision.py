@@ -18,8 +18,16 @@ from typing import Any
 import pydantic
 
 from migrategate.api import constants as c
-from migrategate.api.models import ApprovalPolicy, DatabaseMigrationSpec, JobSpec, Phase
-from migrategate.controller import approval, backoff, jobs, naming
+from migrategate.api.models import (
+    ApprovalPolicy,
+    ContractPolicy,
+    DatabaseMigrationSpec,
+    JobSpec,
+    Phase,
+    PhaseState,
+)
+from migrategate.controller import approval, backoff, expand_contract, jobs, naming
+from migrategate.controller.expand_contract import phase_entry
 from migrategate.controller.facts import JobFacts, PodFacts, parse_time
 from migrategate.controller.outcome import (
     DEFAULT_IMAGE_PULL_GRACE,
@@ -29,6 +37,7 @@ from migrategate.controller.outcome import (
     config_error_hint,
 )
 from migrategate.controller.redaction import clean
+from migrategate.controller.rollout import RolloutFacts, rollout_progress
 from migrategate.controller.status import Standing, conditions
 from migrategate.runner.contract import ResultKey
 
@@ -41,6 +50,8 @@ class Observed:
     jobs: Sequence[JobFacts]
     pods: Sequence[PodFacts]
     now: datetime
+    # Read only when the decision asks for them (Plan.needs_rollout): between the phases.
+    rollout: RolloutFacts | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,10 @@ class Plan:
     requeue_after: float | None = None  # seconds until the next retry is due
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     finished: tuple[str, float | None] | None = None  # (outcome, duration) newly reached
+    # Decide again with Observed.rollout: the expand phase is done, the contract phase waits.
+    needs_rollout: bool = False
+    # Waiting for the rollout: pod and Deployment events should reconcile again.
+    watch_rollout: bool = False
 
 
 # Plan and migration Jobs of one content, after which a plan that keeps going stale stalls.
@@ -100,7 +115,7 @@ class _Context:
 
     def plan(self) -> Plan:
         mine = [j for j in self.obs.jobs if j.content_hash == self.chash and not j.deleting]
-        latest = max(mine, key=lambda j: j.attempt, default=None)
+        latest = max((j for j in mine if not j.contract), key=lambda j: j.attempt, default=None)
         if latest is None:
             plan = self._no_job()
         elif _superseded(latest, self.obs.jobs):
@@ -112,8 +127,20 @@ class _Context:
             verdict = classify(latest, pods, self.obs.now, self.cfg.image_pull_grace_seconds)
             after = self._after_plan if latest.plan else self._after
             plan = after(latest, verdict)
-        plan.delete += _history(self.obs.jobs, latest, self.spec.history_limit, plan.delete)
+        kept = {j.name for j in (latest, self._latest_contract()) if j is not None}
+        plan.delete += _history(self.obs.jobs, kept, self.spec.history_limit, plan.delete)
         return plan
+
+    def _latest_contract(self) -> JobFacts | None:
+        return max(
+            (
+                j
+                for j in self.obs.jobs
+                if j.contract and j.content_hash == self.chash and not j.deleting
+            ),
+            key=lambda j: j.attempt,
+            default=None,
+        )
 
     def _base(self) -> dict[str, Any]:
         base: dict[str, Any] = {"contentHash": self.chash, "image": self.spec.image}
@@ -123,13 +150,18 @@ class _Context:
         unrecorded = self.previous.get("phase") != Phase.SUCCEEDED.value
         for job in self.obs.jobs:
             other = job.name == tracked and job.content_hash != self.chash
-            if other and job.succeeded and job.image and unrecorded and not job.plan:
+            expand = not job.plan and not job.contract
+            if other and job.succeeded and job.image and unrecorded and expand:
                 base["migratedImage"] = job.image
         return base
 
     def _no_job(self) -> Plan:
         prev = self.previous
         done = prev.get("phase") in (Phase.SUCCEEDED.value, Phase.FAILED.value)
+        if prev.get("contentHash") == self.chash and _expanded(prev):
+            # The expand Job is gone (TTL, history): status.phases remembers it.
+            fields = {**self._base(), "migratedImage": self.spec.image, "phases": prev["phases"]}
+            return self._contract_stage(fields, None)
         if prev.get("contentHash") == self.chash and done:
             # Its Job is gone (TTL, history, or removed when stuck): the status stands.
             state = _standing_of(prev)
@@ -166,7 +198,12 @@ class _Context:
         return _finish(self.obs, self.cfg, self.previous, self._base(), state, None)
 
     def _request(
-        self, name: str, attempt: int, plan: bool = False, plan_hash: str | None = None
+        self,
+        name: str,
+        attempt: int,
+        plan: bool = False,
+        plan_hash: str | None = None,
+        contract: bool = False,
     ) -> jobs.JobRequest:
         meta = self.obs.body["metadata"]
         return jobs.JobRequest(
@@ -179,6 +216,7 @@ class _Context:
             runner_image_pull_policy=self.cfg.runner_image_pull_policy,
             plan=plan,
             plan_hash=plan_hash,
+            contract=contract,
         )
 
     def _start_plan(self, attempt: int, note: str = "") -> Plan:
@@ -186,10 +224,11 @@ class _Context:
         held = self._suspended(note)
         if held is not None:
             return held
-        name = naming.job_name(self.name, self.chash, attempt, plan=True)
+        name = naming.job_name(self.name, self.chash, attempt, kind=c.JOB_KIND_PLAN)
         fields = {
             **self._base(),
             "attempts": attempt,
+            "phases": None,  # a new content starts over with its expand phase
             "plan": approval.plan_status(None, self.namespace, name, self.chash),
         }
         msg = f"plan Job {name} renders and lints the pending SQL (attempt {attempt})"
@@ -223,6 +262,7 @@ class _Context:
             "durationSeconds": None,
             "appliedRevisions": None,
             "warnings": None,
+            "phases": None,  # known again from this Job's result
         }
         state = Standing(Phase.RUNNING, "JobRunning", _running(name, attempt), reconciling=True)
         plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
@@ -246,11 +286,32 @@ class _Context:
             plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
             plan.requeue_after = verdict.recheck_after
             return plan
+        rollback = expand_contract.past_contract(
+            self.previous.get("contracted"), self.spec.image, verdict.result
+        )
         if verdict.kind is Kind.SUCCEEDED:
             fields["migratedImage"] = self.spec.image
-            state = Standing(Phase.SUCCEEDED, "Succeeded", _success_message(verdict), ready=True)
-            return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
+            split = expand_contract.split_of(verdict.result)
+            if split is not None:
+                fields["phases"] = {
+                    "expand": phase_entry(
+                        PhaseState.SUCCEEDED,
+                        job.name,
+                        split.expand_heads,
+                        expand_contract.applied_of(verdict.result),
+                        verdict.finished_at,
+                    ),
+                    "contract": phase_entry(PhaseState.PENDING, targets=split.contract_heads),
+                }
+                return self._contract_stage(fields, verdict)
+            message = _success_message(verdict) + (f"; {rollback}" if rollback else "")
+            state = Standing(Phase.SUCCEEDED, "Succeeded", message, ready=True)
+            return _warn_rollback(
+                _finish(self.obs, self.cfg, self.previous, fields, state, verdict), rollback
+            )
         detail = clean(f"{verdict.reason}: {verdict.message}", limit)
+        if rollback:
+            detail = clean(f"{rollback}; {detail}", limit)
         stale = approval.stale_refusal(verdict.result) and job.attempt < MAX_GATED_ATTEMPTS
         if verdict.kind is Kind.PERMANENT and stale:
             # The database moved on or the image changed since the plan: plan again.
@@ -258,10 +319,131 @@ class _Context:
             plan.events.insert(0, ("Warning", "StalePlan", f"{detail}; planning again"))
             return plan
         if verdict.kind is Kind.PERMANENT:
-            plan = self._stalled(fields, verdict, detail)
+            plan = _warn_rollback(self._stalled(fields, verdict, detail), rollback)
             if job.active:  # stuck pod: remove it, so fixing the cause runs nothing unseen
                 plan.delete.append(job.name)
             return plan
+        return self._transient(job, verdict, fields, detail)
+
+    def _contract_stage(self, fields: dict[str, Any], expand: Verdict | None) -> Plan:
+        """Expand is done and the pods released: wait for the rollout, then contract."""
+        latest = self._latest_contract()
+        if latest is not None:
+            pods = [p for p in self.obs.pods if p.job_name == latest.name]
+            verdict = classify(latest, pods, self.obs.now, self.cfg.image_pull_grace_seconds)
+            return self._after_contract(latest, verdict, fields)
+        before = (self.previous.get("phases") or {}).get("contract") or {}
+        ended = before.get("state") in (PhaseState.SUCCEEDED.value, PhaseState.FAILED.value)
+        if self.previous.get("contentHash") == self.chash and ended:
+            # Its contract Job is gone (TTL, history): the status stands.
+            state = _standing_of(self.previous)
+            return _finish(self.obs, self.cfg, self.previous, {}, state, None)
+        if self.obs.rollout is None:
+            return Plan(status=dict(self.previous), needs_rollout=True)
+        progress = rollout_progress(self.spec.image, self.name, self.obs.rollout)
+        contract = fields["phases"]["contract"]
+        heads = fields["phases"]["expand"].get("targetRevisions") or []
+        expanded = f"expand phase done ({', '.join(heads)})"
+        if not progress.done:
+            fields["phases"]["contract"] = {
+                **contract,
+                "state": PhaseState.WAITING_FOR_ROLLOUT.value,
+                "message": progress.message,
+            }
+            msg = f"{expanded}; contract phase {progress.message}"
+            state = Standing(Phase.RUNNING, c.REASON_WAITING_FOR_ROLLOUT, msg, reconciling=True)
+            plan = _finish(self.obs, self.cfg, self.previous, fields, state, expand)
+            plan.watch_rollout = True
+            return plan
+        manual = self.spec.contract.policy == ContractPolicy.MANUAL.value
+        annotations = (self.obs.body.get("metadata") or {}).get("annotations")
+        if manual and expand_contract.contract_approval(annotations) != self.chash:
+            command = expand_contract.approve_contract_command(
+                self.namespace, self.name, self.chash
+            )
+            fields["phases"]["contract"] = {
+                **contract,
+                "state": PhaseState.AWAITING_APPROVAL.value,
+                "message": progress.message,
+            }
+            msg = f"{expanded}; {progress.message}; the contract phase waits for: {command}"
+            reason = c.REASON_AWAITING_CONTRACT_APPROVAL
+            state = Standing(Phase.AWAITING_APPROVAL, reason, msg)
+            return _finish(self.obs, self.cfg, self.previous, fields, state, expand)
+        return self._start_contract(1, fields)
+
+    def _start_contract(self, attempt: int, fields: dict[str, Any], note: str = "") -> Plan:
+        held = self._suspended(note)
+        if held is not None:
+            return held
+        name = naming.job_name(self.name, self.chash, attempt, kind=c.JOB_KIND_CONTRACT)
+        contract = fields["phases"]["contract"]
+        fields["phases"]["contract"] = phase_entry(
+            PhaseState.RUNNING, name, contract.get("targetRevisions")
+        )
+        fields.update(
+            {
+                "jobName": name,
+                "startedAt": iso(self.obs.now),
+                "nextAttemptAt": None,
+                "finishedAt": None,
+                "durationSeconds": None,
+                "appliedRevisions": None,
+                "warnings": None,
+            }
+        )
+        msg = f"contract Job {name} is running (attempt {attempt}): the rollout has finished"
+        state = Standing(Phase.RUNNING, c.REASON_CONTRACT_RUNNING, msg, reconciling=True)
+        plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
+        plan.create = jobs.build_job(self._request(name, attempt, contract=True))
+        plan.events = [("Normal", "ContractJobCreated", plan.status["message"])]
+        return plan
+
+    def _after_contract(self, job: JobFacts, verdict: Verdict, fields: dict[str, Any]) -> Plan:
+        """The contract Job of this content: running, done, failed or to retry."""
+        fields = {**fields, "jobName": job.name, **_result_fields(verdict)}
+        contract = fields["phases"]["contract"]
+        targets = contract.get("targetRevisions")
+        if verdict.kind is Kind.RUNNING:
+            fields["phases"]["contract"] = phase_entry(PhaseState.RUNNING, job.name, targets)
+            msg = f"contract Job {job.name} is running (attempt {job.attempt})"
+            if verdict.recheck_after is not None:
+                msg += f"; {verdict.reason}: {verdict.message}"
+            state = Standing(Phase.RUNNING, c.REASON_CONTRACT_RUNNING, msg, reconciling=True)
+            plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
+            plan.requeue_after = verdict.recheck_after
+            return plan
+        applied = expand_contract.applied_of(verdict.result)
+        if verdict.kind is Kind.SUCCEEDED:
+            fields["phases"]["contract"] = phase_entry(
+                PhaseState.SUCCEEDED, job.name, targets, applied, verdict.finished_at
+            )
+            fields["contracted"] = {
+                "image": self.spec.image,
+                "revisions": list(targets or []),
+                "finishedAt": verdict.finished_at,
+            }
+            expanded = fields["phases"]["expand"].get("targetRevisions") or []
+            msg = (
+                f"expand ({', '.join(expanded)}) and contract ({', '.join(targets or [])})"
+                f" done; {_success_message(verdict)}"
+            )
+            state = Standing(Phase.SUCCEEDED, "Succeeded", msg, ready=True)
+            return _finish(self.obs, self.cfg, self.previous, fields, state, verdict)
+        limit = self.cfg.message_max_chars
+        detail = clean(f"contract phase: {verdict.reason}: {verdict.message}", limit)
+        if verdict.kind is Kind.PERMANENT:
+            fields["phases"]["contract"] = phase_entry(
+                PhaseState.FAILED, job.name, targets, applied, verdict.finished_at, detail
+            )
+            kept = f"{detail}; the new pods keep serving on the expanded schema"
+            plan = self._stalled(fields, verdict, clean(kept, limit))
+            if job.active:
+                plan.delete.append(job.name)
+            return plan
+        fields["phases"]["contract"] = phase_entry(
+            PhaseState.PENDING, job.name, targets, message=detail
+        )
         return self._transient(job, verdict, fields, detail)
 
     def _stalled(self, fields: dict[str, Any], verdict: Verdict, detail: str) -> Plan:
@@ -286,6 +468,8 @@ class _Context:
         if self.obs.now >= due:
             if job.plan:
                 return self._start_plan(job.attempt + 1, note=detail)
+            if job.contract:
+                return self._start_contract(job.attempt + 1, fields, note=detail)
             return self._start(job.attempt + 1, note=detail, plan_hash=job.plan_hash)
         fields["nextAttemptAt"] = iso(due)
         msg = f"attempt {job.attempt} failed ({detail}); retrying at {iso(due)}"
@@ -296,8 +480,8 @@ class _Context:
 
     def _tries(self, job: JobFacts) -> int:
         """Attempts of this Job's kind so far; plan and migration Jobs share the numbering."""
-        if not self.gated and not job.plan:
-            return job.attempt
+        if job.contract or (not self.gated and not job.plan):
+            return job.attempt  # contract Jobs count their own attempts
         return sum(
             1
             for j in self.obs.jobs
@@ -353,6 +537,19 @@ class _Context:
                 ("Warning", "ApprovalIgnored", approval.ignored_message(approved, phash))
             )
         return plan
+
+
+def _expanded(status: Mapping[str, Any]) -> bool:
+    """status.phases says the expand phase of its content succeeded."""
+    expand = (status.get("phases") or {}).get("expand") or {}
+    return bool(expand.get("state") == PhaseState.SUCCEEDED.value)
+
+
+def _warn_rollback(plan: Plan, rollback: str | None) -> Plan:
+    """A Warning Event beside the transition's own, once (only a transition has Events)."""
+    if rollback and plan.events:
+        plan.events.append(("Warning", "RollbackPastContract", rollback))
+    return plan
 
 
 def _superseded(job: JobFacts, all_jobs: Sequence[JobFacts]) -> bool:
@@ -468,14 +665,13 @@ def _reason(status: Mapping[str, Any]) -> str | None:
 
 
 def _history(
-    all_jobs: Sequence[JobFacts], latest: JobFacts | None, keep: int, doomed: list[str]
+    all_jobs: Sequence[JobFacts], kept: set[str], keep: int, doomed: list[str]
 ) -> list[str]:
-    """Finished Jobs beyond the newest `keep`; never the latest attempt of this content."""
+    """Finished Jobs beyond the newest `keep`; never `kept` (this content's latest attempts)."""
     finished = [j for j in all_jobs if not j.active and not j.deleting]
     finished.sort(key=lambda j: (j.created, j.attempt), reverse=True)
     out = []
     for index, job in enumerate(finished):
-        protected = latest is not None and job.name == latest.name
-        if index >= keep and not protected and job.name not in doomed:
+        if index >= keep and job.name not in kept and job.name not in doomed:
             out.append(job.name)
     return out

@@ -58,10 +58,19 @@ def conditions(
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch turning `old` into `new` (top-level keys; None deletes)."""
+    """A JSON merge patch turning `old` into `new` (None deletes).
+
+    Objects on both sides are diffed key by key: a merge patch merges them, so a key the
+    new object lacks (status.phases.contract.message, say) must be deleted explicitly.
+    """
     patch: dict[str, Any] = {}
     for key, value in new.items():
-        if old.get(key) != value:
+        before = old.get(key)
+        if isinstance(before, Mapping) and isinstance(value, Mapping):
+            nested = diff(before, value)
+            if nested:
+                patch[key] = nested
+        elif before != value:
             patch[key] = value
     for key in old:
         if key not in new:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import kopf
 
-from migrategate.controller.handlers import children, gate, lifecycle, migrations
+from migrategate.controller.handlers import children, gate, lifecycle, migrations, rollout
 
-MODULES = (lifecycle, migrations, children, gate)
+MODULES = (lifecycle, migrations, children, gate, rollout)
 
 
 def build_registry() -> kopf.OperatorRegistry:
