@@ -339,3 +339,18 @@ def test_the_rollout_facts_do_not_change_a_plan_that_does_not_need_them():
     plan = run(body(), rollout=deployment())
     assert plan.create and not plan.watch_rollout
     assert replace(plan, create=None).needs_rollout is False
+
+
+def test_a_contract_job_from_before_a_rerun_expand_does_not_count():
+    # A rollback to this content ran its expand Job again (attempt 2, later): the old
+    # contract Job describes a database that newer images moved on from.
+    jobs, pods = contracted()
+    rerun = f"{EXPAND}-2"
+    later = "2026-01-01T00:10:00Z"
+    jobs.append(
+        job(name=rerun, chash=CHASH, attempt=2, state="complete", image="app:2", created=later)
+    )
+    pods.append(pod(rerun, 0, result(0, appliedRevisions=[], **PHASED), phase="Succeeded"))
+    plan = run(body(), jobs, pods, deployment(), now=NOW + timedelta(minutes=20))
+    assert plan.create["metadata"]["name"] == f"{CONTRACT}-2"  # a new name: Jobs are never reused
+    assert plan.status["phases"]["contract"]["state"] == "Running"

@@ -132,12 +132,16 @@ class _Context:
         return plan
 
     def _latest_contract(self) -> JobFacts | None:
+        """This content's latest contract Job, unless an expand Job of it ran again since.
+
+        A rollback to this content reruns its expand Job: a contract Job from before that
+        describes a database that newer images have moved on from.
+        """
+        mine = [j for j in self.obs.jobs if j.content_hash == self.chash and not j.deleting]
+        expands = [j.created for j in mine if not j.contract and not j.plan]
+        since = max(expands, default="")
         return max(
-            (
-                j
-                for j in self.obs.jobs
-                if j.contract and j.content_hash == self.chash and not j.deleting
-            ),
+            (j for j in mine if j.contract and j.created >= since),
             key=lambda j: j.attempt,
             default=None,
         )
@@ -370,7 +374,9 @@ class _Context:
             reason = c.REASON_AWAITING_CONTRACT_APPROVAL
             state = Standing(Phase.AWAITING_APPROVAL, reason, msg)
             return _finish(self.obs, self.cfg, self.previous, fields, state, expand)
-        return self._start_contract(1, fields)
+        # Past every contract Job of this content, counted or not: Job names must not repeat.
+        before = [j.attempt for j in self.obs.jobs if j.contract and j.content_hash == self.chash]
+        return self._start_contract(max(before, default=0) + 1, fields)
 
     def _start_contract(self, attempt: int, fields: dict[str, Any], note: str = "") -> Plan:
         held = self._suspended(note)
