@@ -240,16 +240,10 @@ class PgServer:
         """The URL an application would get from its Secret (password percent-encoded)."""
         return _url(*self.pod_address, dbname, user, password, driver)
 
-    def local_url(
-        self,
-        dbname: str,
-        user: str = APP_USER,
-        password: str = APP_PASSWORD,
-        driver: str = "postgresql+asyncpg",
-    ) -> str:
-        """The URL for a client in the test process (the same as ``url`` unless pods
-        reach the server elsewhere, as an external one in kubeharness.external)."""
-        return _url(self.host, self.port, dbname, user, password, driver)
+    def local_url(self, dbname: str) -> str:
+        """The application's URL for a client in the test process (the same as ``url`` unless
+        pods reach the server elsewhere, as an external one in kubeharness.external)."""
+        return _url(self.host, self.port, dbname, APP_USER, APP_PASSWORD, "postgresql+asyncpg")
 
     def destroy(self) -> None:
         """Stop the server and remove its directory."""

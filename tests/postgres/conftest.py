@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
+import pgserver
 import pytest
-
-TESTS_DIR = Path(__file__).resolve().parents[1]
-if str(TESTS_DIR) not in sys.path:  # make tests/pgserver.py and tests/samples importable
-    sys.path.insert(0, str(TESTS_DIR))
-
-import pgserver  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pgserver
+from migrategate.runner.contract import ExitCode, Outcome, ResultKey
 from sqlalchemy.engine import URL
 
 VENV_BIN = Path(sys.executable).parent
@@ -85,6 +86,29 @@ def run(cwd: Path, env: dict[str, str], *args: str, timeout: float = 120) -> Run
     """Run ``migrategate <args> --result-file`` in ``cwd`` and collect everything it left."""
     result = cwd.parent / f"result-{os.urandom(4).hex()}.json"
     return finish(start(cwd, env, *args, result=result), result, timeout)
+
+
+def run_ok(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (another Python, or alembic by hand) in ``cwd``; it must exit 0."""
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def ahead_runs(newer: Path, older: Path, env: dict[str, str]) -> tuple[Run, Run]:
+    """Migrate with ``newer``, then with ``older``: by default (succeed with a warning) and
+    with ``--if-ahead fail`` (exit 2); the two runs of ``older``."""
+    assert run(newer, env, "migrate").code == 0
+    default = run(older, env, "migrate")
+    assert default.code == 0, default.output
+    assert default.result[ResultKey.OUTCOME] == Outcome.UP_TO_DATE.value
+    assert "ahead of this image's scripts" in default.result[ResultKey.WARNINGS][0]
+    assert "warning: database is at 0004" in default.stdout
+    strict = run(older, env, "migrate", "--if-ahead", "fail")
+    assert strict.code == ExitCode.BAD_INPUT, strict.output
+    assert "ahead of this image's scripts" in strict.stdout
+    assert_no_password(default, strict)
+    return default, strict
 
 
 def password_spellings() -> list[str]:

@@ -44,15 +44,7 @@ def test_runner_on_python39_sqlalchemy14(
     env = {**kit.base_env(pg_server.url(pg_database)), "PYTHONPATH": str(OPERATOR_DIR)}
     argv = [COMPAT_PYTHON, "-m", "migrategate.runner", "migrate", "--driver", driver]
     for _attempt in ("first", "again"):  # the second run takes the fast path
-        done = subprocess.run(
-            [*argv, "--result-file", str(result)],
-            cwd=app,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        done = kit.run_ok([*argv, "--result-file", str(result)], app, env)
         kit.assert_no_password(done.stdout, done.stderr, result.read_text())
     assert kit.versions(pg_server, pg_database) == ["0005"]
     assert json.loads(result.read_text())[ResultKey.OUTCOME] == "UpToDate"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pgserver
@@ -154,18 +156,19 @@ def test_statement_timeout_reaches_the_migration(
     kit.assert_no_password(done)
 
 
-def proxied_env(pg: pgserver.PgServer, db: str, port: int) -> dict[str, str]:
-    url = pg.url(db).replace(f"@{pg.host}:{pg.port}/", f"@127.0.0.1:{port}/")
-    return kit.base_env(url)
+@contextlib.contextmanager
+def behind_a_transaction_pooler(pg: pgserver.PgServer, db: str) -> Iterator[dict[str, str]]:
+    """The environment of an app whose DATABASE_URL goes through a transaction-mode pooler."""
+    socket_path = pg.socket_dir / f".s.PGSQL.{pg.port}"
+    with shared_connection_proxy(socket_path, pgserver.APP_USER, db) as port:
+        yield kit.base_env(pg.url(db).replace(f"@{pg.host}:{pg.port}/", f"@127.0.0.1:{port}/"))
 
 
 def test_behind_a_transaction_pooler_the_second_runner_finds_the_lock_reused(
     pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path
 ) -> None:
     """The first runner's session lock outlives it in the shared server session."""
-    socket_path = pg_server.socket_dir / f".s.PGSQL.{pg_server.port}"
-    with shared_connection_proxy(socket_path, pgserver.APP_USER, pg_database) as port:
-        env = proxied_env(pg_server, pg_database, port)
+    with behind_a_transaction_pooler(pg_server, pg_database) as env:
         first = kit.run(app_at("v1", tmp_path), env, "migrate")
         assert first.code == 0, first.output
         second = kit.run(app_at("v2", tmp_path), env, "migrate")
@@ -181,9 +184,7 @@ def test_two_concurrent_runners_behind_a_transaction_pooler(
     pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path
 ) -> None:
     """Both get the lock of one shared session; the check stops at least one of them."""
-    socket_path = pg_server.socket_dir / f".s.PGSQL.{pg_server.port}"
-    with shared_connection_proxy(socket_path, pgserver.APP_USER, pg_database) as port:
-        env = proxied_env(pg_server, pg_database, port)
+    with behind_a_transaction_pooler(pg_server, pg_database) as env:
         app = app_at("v1", tmp_path)
         results = [tmp_path / "a.json", tmp_path / "b.json"]
         procs = [kit.start(app, env, "migrate", result=r) for r in results]

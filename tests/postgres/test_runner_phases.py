@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pgserver
@@ -152,15 +151,7 @@ def test_phase_all_is_alembic_upgrade_heads(pg_server: pgserver.PgServer, tmp_pa
             **kit.base_env(pg.url(by_hand)),
             "DATABASE_URL_SYNC": pg.url(by_hand).replace("+asyncpg", "+psycopg"),
         }
-        hand = subprocess.run(
-            [str(kit.VENV_BIN / "python"), "-m", "alembic", "upgrade", "heads"],
-            cwd=app,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert hand.returncode == 0, hand.stdout + hand.stderr
+        kit.run_ok([str(kit.VENV_BIN / "python"), "-m", "alembic", "upgrade", "heads"], app, env)
         assert kit.versions(pg, by_hand) == kit.versions(pg, by_runner) == ["0005c"]
         assert columns(pg, by_hand) == columns(pg, by_runner) == ["created_at", "id", "title"]
         # The runner sees the hand-migrated database at the target in every phase.
@@ -264,15 +255,11 @@ def test_phases_on_python39_sqlalchemy14(
     result = tmp_path / "result.json"
     env = {**kit.base_env(pg_server.url(pg_database)), "PYTHONPATH": str(OPERATOR_DIR)}
     for phase, heads in (("expand", ["0004"]), ("contract", ["0004c"])):
-        done = subprocess.run(
+        kit.run_ok(
             [COMPAT_PYTHON, "-m", "migrategate.runner", "migrate", "--phase", phase]
             + ["--result-file", str(result)],
-            cwd=app,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+            app,
+            env,
         )
-        assert done.returncode == 0, done.stdout + done.stderr
         assert kit.versions(pg_server, pg_database) == heads
         assert json.loads(result.read_text())[PhaseKey.PHASE] == phase

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -63,6 +64,12 @@ def migrated(pg: pgserver.PgServer, db: str, style: str, version: str, tmp: Path
     app = samples.materialize(style, version, tmp / f"migrate-{version}")
     done = kit.run(app, kit.base_env(pg.url(db)), "migrate")
     assert done.code == 0, done.output
+
+
+def v3_over_v2(pg: pgserver.PgServer, db: str, tmp: Path) -> Path:
+    """Sample v3 (0005: CREATE INDEX without CONCURRENTLY pending) over a database at v2."""
+    migrated(pg, db, "seed004_ini_url", "v2", tmp)
+    return samples.materialize("seed004_ini_url", "v3", tmp / "app")
 
 
 def findings_of(run: kit.Run, rule: str) -> list[dict]:
@@ -157,8 +164,7 @@ def test_from_an_empty_database_every_revision_renders(
 def test_create_index_without_concurrently_is_flagged_high(
     pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path
 ) -> None:
-    migrated(pg_server, pg_database, "seed004_ini_url", "v2", tmp_path)
-    app = samples.materialize("seed004_ini_url", "v3", tmp_path / "app")
+    app = v3_over_v2(pg_server, pg_database, tmp_path)
     env = kit.base_env(pg_server.url(pg_database))
 
     done = kit.run(app, env, "plan")
@@ -244,8 +250,7 @@ def test_plan_never_writes_and_never_waits_for_the_migration_lock(
 def test_a_revision_that_reads_the_database_is_unrenderable(
     pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path
 ) -> None:
-    migrated(pg_server, pg_database, "seed004_ini_url", "v2", tmp_path)
-    app = samples.materialize("seed004_ini_url", "v3", tmp_path / "app")
+    app = v3_over_v2(pg_server, pg_database, tmp_path)
     (samples.versions_dir(app) / "0006_count_items.py").write_text(READS_DATABASE)
     done = kit.run(app, kit.base_env(pg_server.url(pg_database)), "plan")
     assert done.code == ExitCode.OK, done.output
@@ -264,8 +269,7 @@ def test_a_revision_that_reads_the_database_is_unrenderable(
 def test_without_squawk_the_plan_renders_and_says_lint_was_skipped(
     pg_server: pgserver.PgServer, pg_database: str, tmp_path: Path
 ) -> None:
-    migrated(pg_server, pg_database, "seed004_ini_url", "v2", tmp_path)
-    app = samples.materialize("seed004_ini_url", "v3", tmp_path / "app")
+    app = v3_over_v2(pg_server, pg_database, tmp_path)
     env = kit.base_env(pg_server.url(pg_database))
     linted = kit.run(app, env, "plan")
     for squawk, why in [(str(tmp_path / "no-squawk"), "squawk not found"), ("off", "is off")]:
@@ -314,11 +318,12 @@ def test_the_injected_payload_finds_squawk_beside_it(
 ) -> None:
     # As in an injecting Job: the payload and <payload>/bin/squawk (image/Dockerfile), copied
     # with the contract's INSTALL_COMMAND, run by another Python with no squawk on PATH.
-    sys.path.insert(0, str(REPO_ROOT / "image"))
-    try:
-        import build_payload
-    finally:
-        sys.path.remove(str(REPO_ROOT / "image"))
+    spec = importlib.util.spec_from_file_location(
+        "build_payload", REPO_ROOT / "image" / "build_payload.py"
+    )
+    assert spec is not None and spec.loader is not None
+    build_payload = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_payload)
     image_payload = build_payload.build_payload(tmp_path / "image-payload")
     real = shutil.which("squawk", path=str(Path(sys.executable).parent))
     assert real, "squawk-cli (pyproject's test extra) is not installed"
@@ -337,21 +342,12 @@ def test_the_injected_payload_finds_squawk_beside_it(
     subprocess.run(command, check=True)
     assert os.stat(injected / contract.PAYLOAD_SQUAWK).st_mode & stat.S_IXOTH
 
-    migrated(pg_server, pg_database, "seed004_ini_url", "v2", tmp_path)
-    app = samples.materialize("seed004_ini_url", "v3", tmp_path / "app")
+    app = v3_over_v2(pg_server, pg_database, tmp_path)
     python = tmp_path / "python"  # a Python with nothing beside it
     python.symlink_to(os.path.realpath(sys.executable))
     env = {**kit.base_env(pg_server.url(pg_database)), "PATH": "/usr/bin:/bin"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if "site-packages" in p)
-    done = subprocess.run(
-        [str(python), str(injected / "run.py"), "plan"],
-        cwd=app,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = kit.run_ok([str(python), str(injected / "run.py"), "plan"], app, env)
     assert "-- lint: Linted by squawk" in done.stdout
     assert f"-- finding 0005 high {INDEX_RULE}" in done.stdout
     assert "--reporter json" in calls.read_text()

@@ -117,7 +117,8 @@ def test_fast_path_is_one_connection_and_one_query(
     import io
 
     from migrategate.runner import commands
-    from migrategate.runner.result import Report
+    from migrategate.runner.masking import Masker
+    from migrategate.runner.settings import Settings
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool
@@ -139,12 +140,11 @@ def test_fast_path_is_one_connection_and_one_query(
     event.listen(Engine, "before_cursor_execute", on_execute)
     event.listen(Pool, "connect", on_connect)
     monkeypatch.chdir(app)
-    report = Report()
     try:
-        code = commands.migrate(commands.Settings(), {"DATABASE_URL": url}, io.StringIO(), report)
+        result = commands.migrate(Settings(), {"DATABASE_URL": url}, io.StringIO(), Masker())
     finally:
         event.remove(Engine, "before_cursor_execute", on_execute)
         event.remove(Pool, "connect", on_connect)
-    assert code == 0 and "env.py not run" in report.message
+    assert result.exit_code == 0 and "env.py not run" in result.message
     assert len(connections) == 1
     assert statements == ['SELECT version_num FROM "alembic_version"']

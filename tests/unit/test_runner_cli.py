@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+import samples
 from migrategate.runner import cli, contract, errors
 from migrategate.runner.contract import ExitCode, ResultKey
+from migrategate.runner.result import Result
 
 SECRET = "Hunter2-Pw%40x"
 
@@ -116,6 +118,21 @@ def test_missing_config_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "alembic.ini" in output and "--config" in output and SECRET not in output
 
 
+def test_a_failed_run_still_reports_what_it_had_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(samples.materialize("seed004_ini_url", "v1", tmp_path / "app"))
+    result = tmp_path / "r.json"
+    environ = {"DATABASE_URL": f"postgresql+asyncpg://app:{SECRET}@127.0.0.1:1/shop"}
+    code, output = run(["check", "--driver", "psycopg", "--result-file", str(result)], environ)
+    assert code == ExitCode.TRANSIENT, output
+    data = json.loads(result.read_text())
+    assert data[ResultKey.DRIVER] == "psycopg"
+    assert data[ResultKey.TARGET_REVISIONS] == ["0003"]
+    assert data[contract.PhaseKey.PHASE] == contract.Phase.ALL.value
+    assert SECRET not in output + result.read_text()
+
+
 def test_help_goes_to_the_injected_stream() -> None:
     code, output = run(["migrate", "--help"])
     assert code == 0
@@ -147,7 +164,7 @@ def _sigterm_self() -> None:
 def test_sigterm_stops_a_command_with_exit_143_and_a_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def blocks(settings, environ, out, report):
+    def blocks(settings, environ, out, masker):
         _sigterm_self()
         time.sleep(30)  # the handler's exception ends the sleep
         raise AssertionError("not interrupted")
@@ -169,7 +186,7 @@ def test_sigterm_stops_a_command_with_exit_143_and_a_result(
 def test_whatever_a_sigterm_turned_into_it_stays_transient(monkeypatch: pytest.MonkeyPatch) -> None:
     # e.g. a driver that cancels the statement on the interrupt and raises the server's
     # "canceling statement due to user request", which would read as a failed revision.
-    def cancelled(settings, environ, out, report):
+    def cancelled(settings, environ, out, masker):
         try:
             _sigterm_self()
             time.sleep(30)
@@ -185,7 +202,7 @@ def test_whatever_a_sigterm_turned_into_it_stays_transient(monkeypatch: pytest.M
 def test_a_second_sigterm_does_not_cut_the_clean_up_short(monkeypatch: pytest.MonkeyPatch) -> None:
     cleaned = []
 
-    def cleans_up(settings, environ, out, report):
+    def cleans_up(settings, environ, out, masker):
         try:
             _sigterm_self()
             time.sleep(30)
@@ -201,15 +218,14 @@ def test_a_second_sigterm_does_not_cut_the_clean_up_short(monkeypatch: pytest.Mo
 def test_a_sigterm_once_the_outcome_is_known_changes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def done(settings, environ, out, report):
-        report.message = "upgraded"
-        return ExitCode.OK
+    def done(settings, environ, out, masker):
+        return Result(outcome=contract.Outcome.SUCCEEDED.value, message="upgraded")
 
     real_write = cli.write_result
 
-    def term_while_writing(path, report):
+    def term_while_writing(path, result, masker):
         _sigterm_self()
-        real_write(path, report)
+        real_write(path, result, masker)
 
     monkeypatch.setitem(cli.COMMAND_FUNCTIONS, "migrate", done)
     monkeypatch.setattr(cli, "write_result", term_while_writing)
@@ -224,7 +240,7 @@ def test_the_runner_process_exits_143_on_sigterm(tmp_path: Path) -> None:
     script = (
         "import sys, time\n"
         "from migrategate.runner import cli\n"
-        "def blocks(settings, environ, out, report):\n"
+        "def blocks(settings, environ, out, masker):\n"
         "    print('blocking', flush=True)\n"
         "    time.sleep(60)\n"
         "cli.COMMAND_FUNCTIONS['migrate'] = blocks\n"

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for `samples`
-
-import samples  # noqa: E402
-from migrategate.runner import phases, scripts  # noqa: E402
-from migrategate.runner.contract import Phase, PhaseKey  # noqa: E402
-from migrategate.runner.errors import BadInput  # noqa: E402
-from migrategate.runner.scripts import State  # noqa: E402
+import samples
+from migrategate.runner import phases, scripts
+from migrategate.runner.contract import Phase, PhaseKey
+from migrategate.runner.errors import BadInput
+from migrategate.runner.scripts import Position
 
 EXPAND, CONTRACT, ALL = Phase.EXPAND.value, Phase.CONTRACT.value, Phase.ALL.value
 
@@ -81,35 +77,34 @@ def test_goal_of_each_phase(v3, phase, resolved, target, destination) -> None:
 
 
 @pytest.mark.parametrize(
-    ("phase", "current", "state", "pending"),
+    ("phase", "current", "position", "pending"),
     [
         # ec-v1 done: expand brings 0004 and 0005; contract refuses until then
-        (EXPAND, ("0003",), State.BEHIND, ["0004", "0005"]),
-        (ALL, ("0003",), State.BEHIND, ["0004", "0005", "0004c", "0005c"]),
+        (EXPAND, ("0003",), Position.BEHIND, ["0004", "0005"]),
+        (ALL, ("0003",), Position.BEHIND, ["0004", "0005", "0004c", "0005c"]),
         # ec-v2 expanded only
-        (EXPAND, ("0004",), State.BEHIND, ["0005"]),
+        (EXPAND, ("0004",), Position.BEHIND, ["0005"]),
         # ec-v2 contracted: Alembic folded 0004 into 0004c (0004c depends_on 0004)
-        (EXPAND, ("0004c",), State.BEHIND, ["0005"]),
-        (CONTRACT, ("0004c",), State.BEHIND, ["0005", "0005c"]),
+        (EXPAND, ("0004c",), Position.BEHIND, ["0005"]),
+        (CONTRACT, ("0004c",), Position.BEHIND, ["0005", "0005c"]),
         # ec-v3 expanded: the contract branch left as it was
-        (EXPAND, ("0004c", "0005"), State.AT_TARGET, []),
-        (EXPAND, ("0005",), State.AT_TARGET, []),
-        (CONTRACT, ("0004c", "0005"), State.BEHIND, ["0005c"]),
-        (CONTRACT, ("0005",), State.BEHIND, ["0004c", "0005c"]),
+        (EXPAND, ("0004c", "0005"), Position.AT_TARGET, []),
+        (EXPAND, ("0005",), Position.AT_TARGET, []),
+        (CONTRACT, ("0004c", "0005"), Position.BEHIND, ["0005c"]),
+        (CONTRACT, ("0005",), Position.BEHIND, ["0004c", "0005c"]),
         # ec-v3 contracted: 0005c holds 0004c and 0005
-        (EXPAND, ("0005c",), State.AT_TARGET, []),
-        (CONTRACT, ("0005c",), State.AT_TARGET, []),
-        (ALL, ("0005c",), State.AT_TARGET, []),
+        (EXPAND, ("0005c",), Position.AT_TARGET, []),
+        (CONTRACT, ("0005c",), Position.AT_TARGET, []),
+        (ALL, ("0005c",), Position.AT_TARGET, []),
         # a later image's revisions: ahead in every phase
-        (EXPAND, ("0006",), State.AHEAD, []),
-        (CONTRACT, ("0005", "0006c"), State.AHEAD, []),
+        (EXPAND, ("0006",), Position.AHEAD, []),
+        (CONTRACT, ("0005", "0006c"), Position.AHEAD, []),
     ],
 )
-def test_state_and_pending(v3, phase, current, state, pending) -> None:
+def test_position_and_pending(v3, phase, current, position, pending) -> None:
     goal = phases.resolve_goal(v3, "head", phase)
-    assert goal.state(v3, current) == state
+    assert goal.position(v3, current) == position
     assert goal.pending(v3, current) == pending
-    assert goal.reached(v3, current) == (state == State.AT_TARGET)
 
 
 @pytest.mark.parametrize("current", [(), ("0003",), ("0004",)])
@@ -131,7 +126,7 @@ def test_no_contract_branch_is_todays_behaviour(
     for phase in (None, EXPAND, CONTRACT, ALL):
         goal = phases.resolve_goal(v1, "head", phase)
         assert not goal.phased and goal.target == ("0003",) and goal.destination == "head"
-        assert goal.state(v1, ("0001",)) == scripts.classify(v1, ("0001",), ("0003",))
+        assert goal.position(v1, ("0001",)) == scripts.compare(v1, ("0001",), ("0003",))
         assert goal.pending(v1, ("0001",)) == ["0002", "0003"]
     assert phases.resolve_goal(v1, "head").phase == ALL
     assert phases.resolve_goal(v1, "0002", EXPAND).target == ("0002",)  # any target, as today
@@ -195,9 +190,9 @@ def test_explicit_revision_target(v3) -> None:
         phases.resolve_goal(v3, "0004", EXPAND)
     goal = phases.resolve_goal(v3, "0004c")  # auto: an explicit target is all
     assert (goal.phase, goal.target, goal.destination) == (ALL, ("0004c",), "0004c")
-    assert goal.state(v3, ("0003",)) == State.BEHIND
+    assert goal.position(v3, ("0003",)) == Position.BEHIND
     assert goal.pending(v3, ("0003",)) == ["0004", "0004c"]
-    assert goal.state(v3, ("0004c",)) == State.AT_TARGET
+    assert goal.position(v3, ("0004c",)) == Position.AT_TARGET
 
 
 def test_describe_gives_the_result_keys(v2) -> None:

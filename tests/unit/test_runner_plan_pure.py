@@ -26,6 +26,7 @@ from migrategate.runner.contract import (
 )
 from migrategate.runner.errors import BadInput
 from migrategate.runner.lint import Finding, parse_report, severity_of, severity_rank
+from migrategate.runner.masking import Masker
 from migrategate.runner.plan import (
     PlanOptions,
     exit_code,
@@ -134,7 +135,7 @@ def test_a_large_plan_is_clipped_under_the_termination_message_limit() -> None:
         linter="squawk 2.70.0",
     )
     base = {ResultKey.MESSAGE: "m" * 1024, ResultKey.WARNINGS: ["w" * 1024] * 5}
-    data = json.loads(result.fit(base, []))
+    data = json.loads(result.fit(base, Masker()))
     assert len(json.dumps(data, separators=(",", ":")).encode()) <= RESULT_MAX_BYTES
     assert data[PlanKey.PLAN_HASH] == "a" * 64
     assert data[PlanKey.FINDING_COUNTS] == {"low": 67, "medium": 67, "high": 66}  # exact
@@ -157,7 +158,7 @@ def test_a_small_plan_is_kept_whole_and_masked() -> None:
         unrenderable=[("0004", "env.py failed: could not connect as app:hunter2")],
         lint_status=LintStatus.LINTED.value,
     )
-    data = json.loads(result.fit({ResultKey.WARNINGS: []}, ["hunter2"]))
+    data = json.loads(result.fit({ResultKey.WARNINGS: []}, Masker(("hunter2",))))
     assert [f[FindingKey.SEVERITY] for f in data[PlanKey.FINDINGS]] == ["high", "low"]
     assert data[PlanKey.UNRENDERABLE] == [
         {
@@ -166,7 +167,7 @@ def test_a_small_plan_is_kept_whole_and_masked() -> None:
         }
     ]
     assert "hunter2" not in json.dumps(data)
-    assert set(plan_keys(result, [])) == {v for k, v in vars(PlanKey).items() if k.isupper()}
+    assert set(plan_keys(result, Masker())) == {v for k, v in vars(PlanKey).items() if k.isupper()}
 
 
 def test_fit_json_stops_when_nothing_is_left_to_shrink() -> None:
@@ -284,7 +285,7 @@ def test_a_long_unrenderable_chain_still_fits() -> None:
         lint_status=LintStatus.SKIPPED.value,
         lint_reason="no revision could be rendered",
     )
-    encoded = result.fit({ResultKey.MESSAGE: "planned", ResultKey.WARNINGS: ["w"]}, [])
+    encoded = result.fit({ResultKey.MESSAGE: "planned", ResultKey.WARNINGS: ["w"]}, Masker())
     assert len(encoded.encode()) <= RESULT_MAX_BYTES
     data = json.loads(encoded)
     assert data[PlanKey.UNRENDERABLE_COUNT] == 200 and data[PlanKey.UNRENDERABLE]

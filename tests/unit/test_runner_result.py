@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 from migrategate.runner import contract
-from migrategate.runner.database import Session, lock_key
-from migrategate.runner.errors import Transient
-from migrategate.runner.result import Report, to_json
+from migrategate.runner.errors import BadInput, Transient
+from migrategate.runner.masking import Masker
+from migrategate.runner.result import Result, to_json
 
 
 def test_result_is_masked_and_fits_the_termination_message() -> None:
-    report = Report(
+    result = Result(
         outcome="Failed",
         exit_code=4,
         message="revision 0042 failed: password s3cr3t-Pw rejected " + "x" * 9000,
-        applied_revisions=[f"{i:04d}" for i in range(500)],
-        warnings=["s3cr3t-Pw " + "w" * 3000] * 10,
-        secrets=["s3cr3t-Pw"],
+        applied_revisions=tuple(f"{i:04d}" for i in range(500)),
+        warnings=("s3cr3t-Pw " + "w" * 3000,) * 10,
     )
-    encoded = to_json(report)
+    encoded = to_json(result, Masker(("s3cr3t-Pw",)))
     assert len(encoded.encode()) <= contract.RESULT_MAX_BYTES
     assert "s3cr3t" not in encoded
     data = json.loads(encoded)
@@ -29,57 +27,12 @@ def test_result_is_masked_and_fits_the_termination_message() -> None:
     assert "secrets" not in data
 
 
-def test_lock_key_depends_on_database_and_table_and_is_bigint() -> None:
-    keys = {lock_key("a"), lock_key("b"), lock_key("a", "other_version")}
-    assert len(keys) == 3
-    assert all(-(2**63) <= k < 2**63 for k in keys)
-    assert lock_key("a") == lock_key("a", "alembic_version")
-
-
-class FakeSession(Session):
-    """A Session whose lock is busy for a number of tries (pure polling logic, no database)."""
-
-    def __init__(self, busy_tries: int) -> None:
-        super().__init__(url=None, driver="psycopg")  # type: ignore[arg-type]
-        self.busy_tries = busy_tries
-        self.tries = 0
-
-    def try_lock(self, key: int) -> bool:
-        self.tries += 1
-        return self.tries > self.busy_tries
-
-    def holds_lock(self, key: int, check_token: bool = True) -> bool:
-        return False  # a dedicated session: nobody took the lock in it before
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def test_lock_polls_with_backoff_until_free() -> None:
-    clock, out = FakeClock(), io.StringIO()
-    waited = FakeSession(busy_tries=6).lock(1, timeout=60, out=out, clock=clock, sleep=clock.sleep)
-    assert clock.sleeps == [0.05, 0.1, 0.2, 0.4, 0.8, 1.0]
-    assert waited == sum(clock.sleeps)
-    assert out.getvalue().count("waiting for the migration lock") == 1
-
-
-def test_lock_wait_is_bounded() -> None:
-    clock = FakeClock()
-    session = FakeSession(busy_tries=10**6)
-    try:
-        session.lock(1, timeout=3, out=io.StringIO(), clock=clock, sleep=clock.sleep)
-    except Transient as error:
-        assert "timed out after 3s" in error.message and "--lock-timeout" in error.message
-    else:
-        raise AssertionError("expected Transient")
-    assert 3.0 <= clock.now <= 3.0 + 1e-9
+def test_the_step_nearest_a_failure_says_what_its_result_holds() -> None:
+    error = Transient("cannot reach app:s3cr3t-Pw@db")
+    error.result = Result(driver="psycopg", from_revisions=("0003",))  # set where it failed
+    error.record(Result(driver="psycopg"), Masker(("s3cr3t-Pw",)))  # the command's, later
+    assert error.result.from_revisions == ("0003",)
+    assert error.message == str(error) == "cannot reach app:***@db"
+    bare = BadInput("no such revision")
+    bare.record(Result(driver="psycopg"), Masker())
+    assert bare.result == Result(driver="psycopg")

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for `samples`
-
-import samples  # noqa: E402
-from migrategate.runner import scripts  # noqa: E402
-from migrategate.runner.errors import BadInput  # noqa: E402
+import samples
+from migrategate.runner import scripts
+from migrategate.runner.errors import BadInput
 
 BRANCH = """
 revision = "0003b"
@@ -56,18 +52,18 @@ def test_multiple_heads_are_named(project: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("current", "target", "state"),
+    ("current", "target", "position"),
     [
-        ([], ["0005"], scripts.State.BEHIND),
-        (["0003"], ["0005"], scripts.State.BEHIND),
-        (["0005"], ["0005"], scripts.State.AT_TARGET),
-        (["0005"], ["0003"], scripts.State.AHEAD),
-        (["9999"], ["0005"], scripts.State.AHEAD),
-        ([], [], scripts.State.AT_TARGET),
+        ([], ["0005"], scripts.Position.BEHIND),
+        (["0003"], ["0005"], scripts.Position.BEHIND),
+        (["0005"], ["0005"], scripts.Position.AT_TARGET),
+        (["0005"], ["0003"], scripts.Position.AHEAD),
+        (["9999"], ["0005"], scripts.Position.AHEAD),
+        ([], [], scripts.Position.AT_TARGET),
     ],
 )
-def test_classify(project: Path, current: list, target: list, state: scripts.State) -> None:
-    assert scripts.classify(load(project), current, target) == state
+def test_compare(project: Path, current: list, target: list, position: scripts.Position) -> None:
+    assert scripts.compare(load(project), current, target) == position
 
 
 def test_pending_revisions_oldest_first(project: Path) -> None:

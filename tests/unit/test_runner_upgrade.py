@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import exc
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for `samples`
-
-import samples  # noqa: E402
-from migrategate.runner import scripts, upgrade  # noqa: E402
-from migrategate.runner.errors import (  # noqa: E402
+import samples
+from migrategate.runner import scripts, upgrade
+from migrategate.runner.errors import (
     BadInput,
     LockTimedOut,
     MigrationFailed,
     Transient,
 )
-from migrategate.runner.incontext import Expected, InContext, Timeouts  # noqa: E402
+from migrategate.runner.incontext import Expected, InContext, Timeouts
+from migrategate.runner.phases import resolve_goal
+from sqlalchemy import exc
 
 FAILING = """
 revision = "0003b"
@@ -169,6 +166,6 @@ def test_alembic_upgrade_reuses_the_loaded_scripts(script, monkeypatch: pytest.M
     ran: list[object] = []
     monkeypatch.setattr(type(script), "run_env", lambda self: ran.append(self))
     cfg = scripts.load_config("alembic.ini", "alembic")
-    expected = Expected(script, "head", ("0003",), "succeed", Timeouts(), None)
+    expected = Expected(script, resolve_goal(script, "0003"), "succeed", Timeouts(), None)
     upgrade.alembic_upgrade(cfg, script, InContext(expected))
     assert ran == [script]

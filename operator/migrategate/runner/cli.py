@@ -9,29 +9,34 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Optional, TextIO
 
 from .. import __version__
-from .commands import COMMAND_FUNCTIONS, Settings
+from .commands import COMMAND_FUNCTIONS
 from .contract import (
     COMMANDS,
+    DEFAULT_CONTRACT_BRANCH,
     MIGRATE_OPTIONS,
     OPTIONS,
     PHASE_COMMANDS,
     PHASE_OPTIONS,
+    PLAN_OPTIONS,
     X_ARG_ENV,
     X_ARG_FLAG,
     ErrorClass,
     ExitCode,
+    Option,
     Outcome,
 )
 from .errors import BadInput, RunnerError, Terminated
-from .plan import PLAN_OPTIONS, PlanOptions, plan
-from .result import Report, write_result
+from .masking import Masker
+from .plan import PlanOptions, plan
+from .result import Result, write_result
 from .scripts import first_line
+from .settings import Settings, option_value
 from .stopping import TERMINATED_MESSAGE, StopOnSigterm
-from .urls import mask, secrets_of_raw
 
 COMMAND_HELP = {
     "migrate": "upgrade the database to the target (head by default)",
@@ -58,15 +63,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser(stream: TextIO) -> Parser:
     """The parser: one subcommand per contract.COMMANDS, each with every contract option."""
     common = Parser(add_help=False)
-    for option in OPTIONS:
-        default = "" if option.default is None else f", default {option.default}"
-        common.add_argument(
-            option.flag,
-            dest=option.name,
-            default=None,
-            choices=option.choices,
-            help=f"{option.help} [env {option.env}{default}]",
-        )
+    _add_options(common, OPTIONS)
     common.add_argument(
         X_ARG_FLAG,
         dest="x_args",
@@ -116,17 +113,12 @@ def _count(name: str, value: str) -> int:
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """Flags first, then the options' environment variables, then their defaults."""
-    values = {}
-    for option in OPTIONS:
-        value = getattr(args, option.name)
-        if value is None:
-            value = environ.get(option.env) or option.default
-            if value is not None and option.choices and value not in option.choices:
-                raise BadInput(f"{option.env}={value!r} is not one of {', '.join(option.choices)}")
-        values[option.name] = value
+    # Every option but --result-file has a default, so only that one can be empty.
+    values = {o.name: option_value(o, getattr(args, o.name), environ) or "" for o in OPTIONS}
     x_args = args.x_args
     if x_args is None:
         x_args = [line.strip() for line in environ.get(X_ARG_ENV, "").splitlines() if line.strip()]
+    phase, contract_branch = _phase_options(args, environ)
     return Settings(
         config=values["config"],
         section=values["section"],
@@ -143,21 +135,19 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         x_args=tuple(x_args),
         show_password=bool(getattr(args, "show_password", False)),
         plan_hash=_plan_hash(args, environ),
-        **_phase_options(args, environ),
+        phase=phase,
+        contract_branch=contract_branch,
     )
 
 
-def _phase_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dict:
+def _phase_options(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[Optional[str], str]:
     """``--phase`` and ``--contract-branch`` (flag, then environment, then default)."""
-    values: dict = {}
     if getattr(args, "command", None) not in PHASE_COMMANDS:
-        return values
-    for option in PHASE_OPTIONS:
-        value = getattr(args, option.name, None) or environ.get(option.env) or option.default
-        if value is not None and option.choices and value not in option.choices:
-            raise BadInput(f"{option.env}={value!r} is not one of {', '.join(option.choices)}")
-        values[option.name] = value
-    return values
+        return None, DEFAULT_CONTRACT_BRANCH
+    phase, branch = (option_value(o, getattr(args, o.name) or None, environ) for o in PHASE_OPTIONS)
+    return phase, branch or DEFAULT_CONTRACT_BRANCH
 
 
 def _plan_hash(args: argparse.Namespace, environ: Mapping[str, str]) -> Optional[str]:
@@ -165,7 +155,7 @@ def _plan_hash(args: argparse.Namespace, environ: Mapping[str, str]) -> Optional
     if getattr(args, "command", None) != "migrate":
         return None
     (option,) = MIGRATE_OPTIONS
-    value = getattr(args, option.name, None) or environ.get(option.env) or ""
+    value = option_value(option, getattr(args, option.name) or None, environ) or ""
     return value.strip().lower() or None
 
 
@@ -177,93 +167,113 @@ def ensure_cwd_importable() -> None:
 
 
 def main(
-    argv: Optional[list] = None,
+    argv: Optional[list[str]] = None,
     stream: Optional[TextIO] = None,
     environ: Optional[Mapping[str, str]] = None,
 ) -> int:
     """Run one command; return its exit code. Never raises, never prints a traceback."""
     out = stream if stream is not None else sys.stdout
     env = os.environ if environ is None else environ
-    report = Report(runner_version=__version__)
     started = time.monotonic()
     with StopOnSigterm() as sigterm:
         try:
-            command, settings = _run(argv, out, env, report)
+            invocation, result = _run(argv, out, env)
         except SystemExit as done:  # --help, --version
             return int(done.code or 0)
         finally:
             sigterm.raising = False  # the outcome is known: a late SIGTERM changes nothing
-        if sigterm.received and report.exit_code not in (ExitCode.OK, ExitCode.TERMINATED):
+        if sigterm.received and result.exit_code not in (ExitCode.OK, ExitCode.TERMINATED):
             # Whatever the interruption turned into (a cancelled statement, a lost
             # connection), the cause was the SIGTERM: worth another try, not a verdict.
-            _failed(report, ExitCode.TERMINATED, ErrorClass.TERMINATED.value, TERMINATED_MESSAGE)
-        report.duration_seconds = time.monotonic() - started
-        _finish(command, settings, report, out)
-    return int(report.exit_code)
+            result = _failed(result, ExitCode.TERMINATED, ErrorClass.TERMINATED, TERMINATED_MESSAGE)
+        result = replace(
+            result, duration_seconds=time.monotonic() - started, runner_version=__version__
+        )
+        _finish(invocation, result, out)
+    return int(result.exit_code)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """The command line as parsed: which command, with which settings, masking what."""
+
+    command: str
+    settings: Settings
+    masker: Masker
 
 
 def _run(
-    argv: Optional[list], out: TextIO, env: Mapping[str, str], report: Report
-) -> "tuple[str, Optional[Settings]]":
-    """Parse and run the command, recording its outcome (or typed failure) in the report.
+    argv: Optional[list[str]], out: TextIO, env: Mapping[str, str]
+) -> tuple[Optional[Invocation], Result]:
+    """Parse and run the command; its result, or the typed failure as one.
 
-    SystemExit (``--help``, ``--version``) goes through: nothing to report then."""
-    settings: Optional[Settings] = None
-    command = ""
+    The invocation is None when the command line did not parse. SystemExit (``--help``,
+    ``--version``) goes through: nothing to report then.
+    """
+    invocation: Optional[Invocation] = None
     try:
         args = build_parser(out).parse_args(sys.argv[1:] if argv is None else list(argv))
-        command = args.command
         settings = settings_from(args, env)
-        report.secrets = secrets_of_raw(env.get(settings.database_url_env, ""))
+        masker = Masker.for_url(env.get(settings.database_url_env, ""))
+        invocation = Invocation(args.command, settings, masker)
         ensure_cwd_importable()
-        if command == "plan":
-            report.exit_code = plan(settings, PlanOptions.from_args(args, env), env, out, report)
-        else:
-            report.exit_code = COMMAND_FUNCTIONS[command](settings, env, out, report)
+        if args.command == "plan":
+            return invocation, plan(settings, PlanOptions.from_args(args, env), env, out, masker)
+        return invocation, COMMAND_FUNCTIONS[args.command](settings, env, out, masker)
     except RunnerError as error:
-        _failed(report, error.exit_code, error.error_class.value, error.message)
-        report.failed_revision = getattr(error, "failed_revision", None) or report.failed_revision
-    except Terminated:
-        _failed(report, ExitCode.TERMINATED, ErrorClass.TERMINATED.value, TERMINATED_MESSAGE)
+        known = error.result or Result()
+        failed = replace(known, failed_revision=error.failed_revision or known.failed_revision)
+        return invocation, _failed(failed, error.exit_code, error.error_class, error.message)
+    except Terminated as stop:
+        known = stop.result or Result()
+        return invocation, _failed(known, ExitCode.TERMINATED, ErrorClass.TERMINATED, stop.message)
     except KeyboardInterrupt:
-        _failed(report, ExitCode.TRANSIENT, ErrorClass.TRANSIENT.value, "interrupted")
+        return invocation, _failed(
+            Result(), ExitCode.TRANSIENT, ErrorClass.TRANSIENT, "interrupted"
+        )
     except Exception as error:  # a bug, or something env.py raised that we did not classify
         text = f"unexpected error: {first_line(error)}"
-        _failed(report, ExitCode.MIGRATION_FAILED, ErrorClass.MIGRATION_FAILED.value, text)
-    return command, settings
+        return invocation, _failed(
+            Result(), ExitCode.MIGRATION_FAILED, ErrorClass.MIGRATION_FAILED, text
+        )
 
 
-def _failed(report: Report, code: int, error_class: str, message: str) -> None:
-    """Record a failure in the report."""
-    report.exit_code = code
-    report.error_class = error_class
-    report.outcome = Outcome.FAILED.value
-    report.message = message
+def _failed(known: Result, code: ExitCode, error_class: ErrorClass, message: str) -> Result:
+    """``known`` as the result of a failed run."""
+    return replace(
+        known,
+        exit_code=code,
+        error_class=error_class.value,
+        outcome=Outcome.FAILED.value,
+        message=message,
+    )
 
 
-def _finish(command: str, settings: Optional[Settings], report: Report, out: TextIO) -> None:
+def _finish(invocation: Optional[Invocation], result: Result, out: TextIO) -> None:
     """Print the summary and warnings (masked), and write the result file."""
-    if command != "url" or report.exit_code:
-        for warning in report.warnings:
-            out.write(mask(f"warning: {warning}\n", report.secrets))
-        prefix = "error: " if report.error_class else ""
-        out.write(mask(f"{prefix}{report.message}\n", report.secrets))
-    if settings is not None and settings.result_file and command != "url":
+    masker = invocation.masker if invocation is not None else Masker()
+    command = invocation.command if invocation is not None else ""
+    if command != "url" or result.exit_code:
+        for warning in result.warnings:
+            out.write(masker(f"warning: {warning}\n"))
+        prefix = "error: " if result.error_class else ""
+        out.write(masker(f"{prefix}{result.message}\n"))
+    result_file = invocation.settings.result_file if invocation is not None else None
+    if result_file and command != "url":
         try:
-            write_result(settings.result_file, report)
+            write_result(result_file, result, masker)
         except OSError as error:
-            out.write(
-                f"error: cannot write the result file {settings.result_file}: {error.strerror}\n"
-            )
+            out.write(f"error: cannot write the result file {result_file}: {error.strerror}\n")
 
 
-def _add_options(command: argparse.ArgumentParser, options: Any) -> None:
+def _add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
     """One argparse option per contract option; unset ones fall back to their env var."""
     for option in options:
-        command.add_argument(
+        default = "" if option.default is None else f", default {option.default}"
+        parser.add_argument(
             option.flag,
             dest=option.name,
             default=None,
             choices=option.choices,
-            help=f"{option.help} [env {option.env}]",
+            help=f"{option.help} [env {option.env}{default}]",
         )

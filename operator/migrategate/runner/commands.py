@@ -1,25 +1,24 @@
 """The runner's commands as plain functions (Alembic ``command.py`` style).
 
-Each takes the settings, the environment, an output stream and a ``Report`` it
-fills in as it learns; it returns the exit code on success and raises a typed
-``RunnerError`` otherwise. The CLI owns the mapping to exit codes and the result file.
+Each takes the settings, the environment, an output stream and the run's masker, and
+returns a ``Result``; otherwise it raises a typed ``errors.Failure`` whose ``result`` holds
+what the command had found before it failed. The CLI owns the mapping to exit codes and
+the result file.
 """
 
-import functools
 import random
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, TextIO
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Callable, Optional, TextIO
 
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from .contract import DEFAULT_CONTRACT_BRANCH, Driver, ExitCode, IfAhead, Outcome
+from .contract import ExitCode, IfAhead, Outcome
 from .database import Session, lock_key, qualified
 from .errors import (
     BadInput,
+    Failure,
     LockTimedOut,
     PermissionDenied,
     RunnerError,
@@ -27,23 +26,17 @@ from .errors import (
     VerificationFailed,
 )
 from .incontext import Expected, InContext, Timeouts
-from .phases import Goal, resolve_goal
+from .masking import Masker
 from .plan import current_plan_hash
-from .result import Report
-from .scripts import (
-    DEFAULT_VERSION_TABLE,
-    State,
-    ahead_error,
-    ahead_message,
-    env_py_source,
-    load_config,
-    load_scripts,
-    version_table,
-)
+from .project import DatabaseURL, Project, database_url, prepare
+from .result import Result
+from .scripts import DEFAULT_VERSION_TABLE, Position, Table, ahead_error, ahead_message
+from .settings import Settings
 from .upgrade import run_upgrade
-from .urls import choose_driver, derive_sync_url, mask, read_async_url, render, secrets_of
+from .urls import render
 
-Command = Callable[[Any, Mapping[str, str], TextIO, Report], int]
+Command = Callable[[Settings, Mapping[str, str], TextIO, Masker], Result]
+Sleep = Callable[[float], None]
 
 # Delays between lock_timeout retries: doubling from 1 s to at most 30 s, with jitter so that
 # runners of several databases behind one busy table do not retry in step.
@@ -51,96 +44,95 @@ LOCK_RETRY_FIRST = 1.0
 LOCK_RETRY_MAX = 30.0
 
 
-def masks_errors(command: Command) -> Command:
-    """Mask the URL's password in the message of any RunnerError the command raises.
+def read_versions(database: DatabaseURL, table: Table) -> tuple[str, ...]:
+    """One connection, one query: the database's heads."""
+    with Session(database.url, database.driver) as session:
+        return tuple(session.versions(table))
 
-    Error texts come from drivers, env.py and the app; this is the one place that
-    cleans them, so the exception object itself never carries the password.
-    """
 
-    @functools.wraps(command)
-    def run(settings: Any, environ: Mapping[str, str], out: TextIO, report: Report) -> int:
-        try:
-            return command(settings, environ, out, report)
-        except RunnerError as error:
-            error.message = mask(error.message, report.secrets)
-            error.args = (error.message,)
-            raise
+def up_to_date(known: Result, message: str) -> Result:
+    """There was nothing to do."""
+    return replace(known, outcome=Outcome.UP_TO_DATE.value, message=message)
 
-    return run
+
+def when_ahead(
+    settings: Settings, project: Project, current: Sequence[str], known: Result
+) -> Result:
+    """The database holds revisions the image does not know (or is past the target)."""
+    if settings.if_ahead == IfAhead.FAIL.value:
+        raise ahead_error(project.scripts, current, project.target)
+    text = ahead_message(project.scripts, current, project.target)
+    return up_to_date(known.warned(text), text)
+
+
+# -- migrate ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything a command needs; the CLI builds it from flags and environment variables."""
+class Migration:
+    """One ``migrate`` run once the URL and the scripts are known, on the runner's session."""
 
-    config: str = "alembic.ini"
-    section: str = "alembic"
-    target: str = "head"
-    database_url_env: str = "DATABASE_URL"
-    driver: str = Driver.AUTO.value
-    lock_timeout: float = 300.0  # seconds to wait for the advisory (migration) lock
-    pg_lock_timeout: float = 5.0  # PostgreSQL lock_timeout of the migration's connections
-    statement_timeout: float = 0.0  # PostgreSQL statement_timeout; 0 leaves the server's
-    lock_retries: int = 5  # runs of the whole upgrade again after a lock_timeout
-    result_file: Optional[str] = None
-    if_ahead: str = IfAhead.SUCCEED.value
-    timeout: float = 600.0
-    x_args: tuple = ()
-    show_password: bool = False
-    poll_interval: float = 0.5  # `wait`: seconds between looks at the database
-    plan_hash: Optional[str] = None  # `migrate`: apply only if the pending SQL hashes to this
-    phase: Optional[str] = None  # contract.Phase value; None: expand with a contract branch
-    contract_branch: str = DEFAULT_CONTRACT_BRANCH  # branch label of the contract revisions
+    settings: Settings
+    database: DatabaseURL
+    project: Project
+    session: Session
+    out: TextIO
+    masker: Masker
+    sleep: Sleep
 
 
-@dataclass
-class Project:
-    """The image's Alembic project, resolved against the settings."""
+@dataclass(frozen=True)
+class Upgrade:
+    """env.py's upgrade that went through, and what it took."""
 
-    cfg: Config
-    scripts: ScriptDirectory
-    target: tuple
-    env_source: str
-    table: Optional[tuple]  # (schema, name) of the version table; None if env.py hides it
-    goal: Goal  # the phase this run applies and how to judge the database against it
-
-    def state(self, current: Any) -> State:
-        """Where the database with these heads stands relative to this run's goal."""
-        return self.goal.state(self.scripts, current)
-
-    @property
-    def table_to_read(self) -> tuple:
-        """The version table to read: the project's, or Alembic's default when it is hidden."""
-        return self.table or (None, DEFAULT_VERSION_TABLE)
+    found: InContext  # what env.py's context found and did
+    attempts: int  # runs of the upgrade (more than 1 after a lock_timeout)
+    lock_timeouts: tuple[str, ...]  # what each lock_timeout before it ran into
 
 
-def read_versions(url: URL, table: tuple, report: Report) -> list:
-    """One connection, one query: the database's heads, recorded in the report."""
-    with Session(url, report.driver or "") as session:
-        current = session.versions(table)
-    report.from_revisions = report.to_revisions = current
-    return current
+def migrate(
+    settings: Settings,
+    environ: Mapping[str, str],
+    out: TextIO,
+    masker: Masker,
+    sleep: Sleep = time.sleep,
+) -> Result:
+    """Upgrade the database to the target under the advisory lock, then verify."""
+    database, project, known = prepare(settings, environ, masker)
+    try:
+        with Session(database.url, database.driver) as session:
+            run = Migration(settings, database, project, session, out, masker, sleep)
+            return migrate_in_session(run, known)
+    except Failure as failure:
+        failure.record(known, masker)
+        raise
 
 
-def database_url(settings: Settings, environ: Mapping[str, str], report: Report) -> URL:
-    """The URL Alembic runs with, derived from the async URL; its password goes to the masker."""
-    url = read_async_url(environ, settings.database_url_env)
-    report.secrets = secrets_of(url)
-    driver = choose_driver(settings.driver)
-    report.driver = driver
-    return derive_sync_url(url, driver)
-
-
-def load_project(settings: Settings, report: Report) -> Project:
-    """Read alembic.ini, the scripts and env.py; resolve the target."""
-    cfg = load_config(settings.config, settings.section, settings.x_args)
-    scripts = load_scripts(cfg)
-    goal = resolve_goal(scripts, settings.target, settings.phase, settings.contract_branch)
-    report.phases = goal.describe()
-    report.target_revisions = list(goal.target)
-    source = env_py_source(scripts)
-    return Project(cfg, scripts, goal.target, source, version_table(source), goal)
+def migrate_in_session(run: Migration, known: Result) -> Result:
+    """Take the migration lock, upgrade through env.py and verify (the fast path skips it all)."""
+    session = run.session
+    try:
+        known, done = at_target_outside(run, known)
+        if done:
+            return up_to_date(known, "database already at the target; env.py not run")
+        key = migration_lock_key(run.database.url, run.project)
+        session.lock(key, run.settings.lock_timeout, run.out)
+        session.ensure_lock_held(key, "right after it was taken")
+        # Read again under the lock: another runner may have finished meanwhile.
+        known, done = at_target_outside(run, known)
+        if done:
+            return up_to_date(known, "nothing to do: database already at the target")
+        if run.settings.plan_hash:
+            known = replace(known, stale_plan=stale_plan_hash(run))
+            if known.stale_plan is not None:
+                raise stale_plan_error(run.settings.plan_hash, known.stale_plan)
+        upgrade = upgrade_with_retries(run, known)
+        known = replace(known, lock_attempts=upgrade.attempts)
+        session.ensure_lock_held(key, "while env.py ran the upgrade")
+        return conclude(run, upgrade, known)
+    except Failure as failure:
+        failure.record(known, run.masker)
+        raise
 
 
 def fast_path_allowed(settings: Settings, project: Project) -> bool:
@@ -148,72 +140,41 @@ def fast_path_allowed(settings: Settings, project: Project) -> bool:
     return project.table == (None, DEFAULT_VERSION_TABLE) and not settings.x_args
 
 
-def handle_ahead(settings: Settings, project: Project, current: list, report: Report) -> int:
-    """The database holds revisions the image does not know (or is past the target)."""
-    if settings.if_ahead == IfAhead.FAIL.value:
-        raise ahead_error(project.scripts, current, project.target)
-    text = ahead_message(project.scripts, current, project.target)
-    report.warn(text)
-    report.outcome = Outcome.UP_TO_DATE.value
-    report.message = text
-    return ExitCode.OK
+def at_target_outside(run: Migration, known: Result) -> tuple[Result, bool]:
+    """The fast path: read the heads with DATABASE_URL's role, without env.py.
 
-
-def at_target_outside(session: Session, project: Project, report: Report) -> bool:
-    """The fast path's read with DATABASE_URL's role: True if the database is at the target.
-
-    False when its role may not read the table: env.py's own role may, so go and ask it.
+    Returns what the result says then, and True if the database is at the target. False
+    too when the fast path is not allowed, or its role may not read the version table
+    (env.py's own role may: go and ask it).
     """
+    if not fast_path_allowed(run.settings, run.project):
+        return known, False
     try:
-        current = session.versions(project.table_to_read)
+        current = run.session.versions(run.project.table_to_read)
     except PermissionDenied:
-        return False
-    report.from_revisions = report.to_revisions = current
-    return project.state(current) == State.AT_TARGET
+        return known, False
+    return known.at(current), run.project.position(current) == Position.AT_TARGET
 
 
-@masks_errors
-def migrate(
-    settings: Settings,
-    environ: Mapping[str, str],
-    out: TextIO,
-    report: Report,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
-    """Upgrade the database to the target under the advisory lock, then verify."""
-    url = database_url(settings, environ, report)
-    project = load_project(settings, report)
-    shortcut = fast_path_allowed(settings, project)
-    with Session(url, report.driver or "") as session:
-        if shortcut and at_target_outside(session, project, report):
-            return up_to_date(report, "database already at the target; env.py not run")
-        key = lock_key(
-            url.database or url.username or "", ".".join(filter(None, project.table_to_read))
-        )
-        session.lock(key, settings.lock_timeout, out)
-        session.ensure_lock_held(key, "right after it was taken")
-        # Read again under the lock: another runner may have finished meanwhile.
-        if shortcut and at_target_outside(session, project, report):
-            return up_to_date(report, "nothing to do: database already at the target")
-        if settings.plan_hash:
-            ensure_plan_approved(settings, project, url, session, report)
-        found = upgrade_with_retries(settings, project, url, session, out, report, sleep)
-        session.ensure_lock_held(key, "while env.py ran the upgrade")
-        return conclude(settings, project, session, found, report)
+def migration_lock_key(url: URL, project: Project) -> int:
+    """The advisory-lock key of this database and version table."""
+    table = ".".join(filter(None, project.table_to_read))
+    return lock_key(url.database or url.username or "", table)
 
 
-def ensure_plan_approved(
-    settings: Settings, project: Project, url: URL, session: Session, report: Report
-) -> None:
-    """Under the lock: BadInput unless the pending SQL still hashes to the approved planHash."""
-    actual = current_plan_hash(project.cfg, project.scripts, url, project.goal, session.versions)
-    if actual != settings.plan_hash:
-        report.stale_plan = actual
-        raise BadInput(
-            f"the approved plan {str(settings.plan_hash)[:12]} is stale: the pending SQL now"
-            f" hashes to {actual[:12]} (the database moved on or the image changed);"
-            " make a new plan and approve that"
-        )
+def stale_plan_hash(run: Migration) -> Optional[str]:
+    """Under the lock: what the pending SQL hashes to now, if that is not the approved planHash."""
+    actual = current_plan_hash(run.project, run.database.url, run.session.versions)
+    return None if actual == run.settings.plan_hash else actual
+
+
+def stale_plan_error(approved: str, actual: str) -> BadInput:
+    """``migrate --plan-hash``'s refusal when the SQL no longer hashes to the approved plan."""
+    return BadInput(
+        f"the approved plan {approved[:12]} is stale: the pending SQL now"
+        f" hashes to {actual[:12]} (the database moved on or the image changed);"
+        " make a new plan and approve that"
+    )
 
 
 def lock_retry_delay(attempt: int) -> float:
@@ -222,83 +183,88 @@ def lock_retry_delay(attempt: int) -> float:
     return random.uniform(ceiling / 2, ceiling)
 
 
-def expectations(settings: Settings, project: Project, session: Session) -> Expected:
+def expectations(run: Migration) -> Expected:
     """What env.py's context is judged against (and the timeouts it gets)."""
+    settings = run.settings
     return Expected(
-        scripts=project.scripts,
-        target_spec=project.goal.destination,
-        target=project.target,
+        scripts=run.project.scripts,
+        goal=run.project.goal,
         if_ahead=settings.if_ahead,
         timeouts=Timeouts(settings.pg_lock_timeout, settings.statement_timeout),
-        runner_session=session.identity(),
-        goal=project.goal,
+        runner_session=run.session.identity(),
     )
 
 
-def upgrade_with_retries(
-    settings: Settings,
-    project: Project,
-    url: URL,
-    session: Session,
-    out: TextIO,
-    report: Report,
-    sleep: Callable[[float], None],
-) -> InContext:
+def upgrade_with_retries(run: Migration, known: Result) -> Upgrade:
     """Run env.py's upgrade; on lock_timeout run all of it again, up to --lock-retries times.
 
     PostgreSQL rolled the timed-out transaction back, so each attempt starts clean, and
     traffic queued behind the migration's lock request waited at most lock_timeout.
     """
-    expected = expectations(settings, project, session)
+    project, settings = run.project, run.settings
+    expected = expectations(run)
     attempts = settings.lock_retries + 1
+    lock_timeouts: list[str] = []
     for attempt in range(1, attempts + 1):
-        report.lock_attempts = attempt
         found = InContext(expected)
         try:
             run_upgrade(
-                project.cfg, project.scripts, url, report.driver or "", project.env_source, found
+                project.cfg,
+                project.scripts,
+                run.database.url,
+                run.database.driver,
+                project.env_source,
+                found,
             )
-            return found
+            return Upgrade(found, attempt, tuple(lock_timeouts))
         except LockTimedOut as error:
-            text = (
-                f"{error.message} ({settings.pg_lock_timeout:g}s):"
-                f" {session.blocker(error.statement)}"
-            )
+            blocker = run.session.blocker(error.statement)
+            text = f"{error.message} ({settings.pg_lock_timeout:g}s): {blocker}"
             if attempt == attempts:
-                raise LockTimedOut(
+                gave_up = LockTimedOut(
                     f"{text}; gave up after {attempts} attempts: end that transaction or retry"
                     " later (--lock-retries, --pg-lock-timeout)",
                     error.statement,
                     error.failed_revision,
-                ) from None
-            sleep(announce_retry(text, attempt, attempts, out, report))
+                )
+                gave_up.result = replace(known, lock_attempts=attempt)
+                raise gave_up from None
+            lock_timeouts.append(text)
+            run.sleep(announce_retry(run, text, attempt, attempts))
         except RunnerError as error:
-            report.to_revisions = versions_after_failure(session, project, found, report)
-            report.failed_revision = getattr(error, "failed_revision", None)
+            error.result = after_failure(run, found, replace(known, lock_attempts=attempt))
             raise
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def announce_retry(text: str, attempt: int, attempts: int, out: TextIO, report: Report) -> float:
-    """Print a lock_timeout retry and keep it for the result; return the delay before it."""
+def announce_retry(run: Migration, text: str, attempt: int, attempts: int) -> float:
+    """Print a lock_timeout retry; return the delay before it."""
     delay = lock_retry_delay(attempt)
-    report.lock_timeouts.append(text)
-    out.write(mask(f"{text}; retry {attempt} of {attempts - 1} in {delay:.1f}s\n", report.secrets))
+    run.out.write(run.masker(f"{text}; retry {attempt} of {attempts - 1} in {delay:.1f}s\n"))
     return delay
 
 
-def versions_after_failure(
-    session: Session, project: Project, found: InContext, report: Report
-) -> list:
+def after_failure(run: Migration, found: InContext, known: Result) -> Result:
     """Where the database stands after a failed upgrade (what we last knew if unreadable)."""
-    if found.where is not None:
-        report.from_revisions = list(found.heads_before)
+    if found.where is None:
+        return replace(
+            known,
+            to_revisions=versions_or(run.session, run.project.table_to_read, known.to_revisions),
+        )
+    before = found.heads_before
+    if not same_database(run.session, found):
+        return known.at(before)  # Alembic's transaction rolled back to there
+    return replace(
+        known, from_revisions=before, to_revisions=versions_or(run.session, found.table, before)
+    )
+
+
+def versions_or(session: Session, table: Table, last_known: Sequence[str]) -> tuple[str, ...]:
+    """The heads in ``table``, or ``last_known`` when the connection is gone too."""
     try:
-        if found.where is not None and not same_database(session, found):
-            return list(found.heads_before)  # Alembic's transaction rolled back to there
-        return session.versions(found.table if found.where else project.table_to_read)
+        return tuple(session.versions(table))
     except Exception:  # the connection may be gone too; report what we last knew
-        return list(found.heads_before) if found.where else report.to_revisions
+        return tuple(last_known)
 
 
 def same_database(session: Session, found: InContext) -> bool:
@@ -311,137 +277,159 @@ def same_database(session: Session, found: InContext) -> bool:
     )
 
 
-def conclude(
-    settings: Settings, project: Project, session: Session, found: InContext, report: Report
-) -> int:
-    """Report what env.py's context found and did; verify the heads it left."""
-    for warning in found.warnings:
-        report.warn(warning)
+def conclude(run: Migration, upgrade: Upgrade, known: Result) -> Result:
+    """What env.py's context found and did; verify the heads it left."""
+    found, project = upgrade.found, run.project
+    known = known.warned(*found.warnings)
     target = ", ".join(project.target)
     if found.where is None:
-        raise VerificationFailed(
+        raise verification_failed(
             f"env.py never called context.run_migrations(): the database is at"
-            f" {', '.join(report.from_revisions) or 'base'}, not the target {target};"
-            " check env.py's online branch"
+            f" {', '.join(known.from_revisions) or 'base'}, not the target {target};"
+            " check env.py's online branch",
+            known,
         )
-    report.from_revisions = report.to_revisions = list(found.heads_before)
-    if found.state == State.AT_TARGET:
-        return up_to_date(report, "nothing to do: database already at the target")
-    if found.state == State.AHEAD:
-        return handle_ahead(settings, project, list(found.heads_before), report)
-    after = list(found.heads_after or ())
-    where = qualified(found.table)
-    if project.state(after) != State.AT_TARGET:
-        raise VerificationFailed(
-            f"after the upgrade env.py's version table {where} holds"
-            f" {', '.join(after) or 'nothing'}, not the target {target}"
+    known = known.at(found.heads_before)
+    if found.position == Position.AT_TARGET:
+        return up_to_date(known, "nothing to do: database already at the target")
+    if found.position == Position.AHEAD:
+        return when_ahead(run.settings, project, found.heads_before, known)
+    after = tuple(found.heads_after or ())
+    if project.position(after) != Position.AT_TARGET:
+        raise verification_failed(
+            f"after the upgrade env.py's version table {qualified(found.table)} holds"
+            f" {', '.join(after) or 'nothing'}, not the target {target}",
+            known,
         )
-    committed = read_back(session, found, report)
-    report.to_revisions = committed if committed is not None else after
-    if project.state(report.to_revisions) != State.AT_TARGET:
-        raise VerificationFailed(
-            f"after the upgrade the database is at {', '.join(report.to_revisions) or 'base'},"
-            f" not the target {target}: check that env.py commits (context.begin_transaction())"
+    committed, warnings = read_back(run.session, found)
+    known = replace(known.warned(*warnings), to_revisions=after if committed is None else committed)
+    if project.position(known.to_revisions) != Position.AT_TARGET:
+        raise verification_failed(
+            f"after the upgrade the database is at {', '.join(known.to_revisions) or 'base'},"
+            f" not the target {target}: check that env.py commits (context.begin_transaction())",
+            known,
         )
-    pending = project.goal.pending(project.scripts, found.heads_before)
-    report.applied_revisions = pending
-    report.outcome = Outcome.SUCCEEDED.value
-    retried = ""
-    if report.lock_timeouts:
-        retried = f" after {report.lock_attempts} attempts"
-        report.warn(
-            f"lock_timeout was hit {len(report.lock_timeouts)} time(s) before the upgrade went"
-            f" through; the last time: {report.lock_timeouts[-1]}"
-        )
-    report.message = (
-        f"upgraded {', '.join(found.heads_before) or 'base'} -> {', '.join(after)}:"
-        f" applied {len(pending)} revision(s){retried}"
-    )
-    return ExitCode.OK
+    return succeeded(run, upgrade, known)
 
 
-def read_back(session: Session, found: InContext, report: Report) -> Optional[list]:
-    """The heads as committed, read on the runner's own session when it sees the same table.
+def verification_failed(message: str, known: Result) -> VerificationFailed:
+    """VerificationFailed whose result is what the run found."""
+    error = VerificationFailed(message)
+    error.result = known
+    return error
 
-    None when it cannot: then the check inside env.py's transaction is all there is.
+
+def read_back(
+    session: Session, found: InContext
+) -> tuple[Optional[tuple[str, ...]], tuple[str, ...]]:
+    """(the heads as committed, warnings), read on the runner's own session if it sees that table.
+
+    The heads are None when it cannot: then the check inside env.py's transaction is all.
     """
     if not same_database(session, found):
-        return None
+        return None, ()
     try:
-        return session.versions(found.table)
+        return tuple(session.versions(found.table)), ()
     except PermissionDenied as denied:
-        report.warn(f"verified inside env.py's transaction only: {denied.message}")
-        return None
+        return None, (f"verified inside env.py's transaction only: {denied.message}",)
 
 
-def up_to_date(report: Report, message: str) -> int:
-    """Record that there was nothing to do."""
-    report.outcome = Outcome.UP_TO_DATE.value
-    report.message = message
-    return ExitCode.OK
-
-
-@masks_errors
-def check(settings: Settings, environ: Mapping[str, str], out: TextIO, report: Report) -> int:
-    """Print current and target heads; exit 0 at the target, 1 when an upgrade is pending."""
-    url = database_url(settings, environ, report)
-    project = load_project(settings, report)
-    current = read_versions(url, project.table_to_read, report)
-    out.write(
-        f"current: {' '.join(current) or 'base'}\ntarget: {' '.join(project.target) or 'base'}\n"
+def succeeded(run: Migration, upgrade: Upgrade, known: Result) -> Result:
+    """The result of an upgrade that applied revisions and passed verification."""
+    found = upgrade.found
+    pending = run.project.goal.pending(run.project.scripts, found.heads_before)
+    retried = ""
+    if upgrade.lock_timeouts:
+        retried = f" after {upgrade.attempts} attempts"
+        known = known.warned(
+            f"lock_timeout was hit {len(upgrade.lock_timeouts)} time(s) before the upgrade went"
+            f" through; the last time: {upgrade.lock_timeouts[-1]}"
+        )
+    message = (
+        f"upgraded {', '.join(found.heads_before) or 'base'} ->"
+        f" {', '.join(found.heads_after or ())}: applied {len(pending)} revision(s){retried}"
     )
-    state = project.state(current)
-    if state == State.AHEAD:
-        return handle_ahead(settings, project, current, report)
-    if state == State.AT_TARGET:
-        return up_to_date(report, "database at the target: no upgrade pending")
-    pending = project.goal.pending(project.scripts, current)
-    report.outcome = Outcome.PENDING.value
-    report.message = f"upgrade pending: {len(pending)} revision(s): {' '.join(pending)}"
-    return ExitCode.PENDING
+    return replace(
+        known, outcome=Outcome.SUCCEEDED.value, message=message, applied_revisions=tuple(pending)
+    )
 
 
-@masks_errors
+# -- check, wait, url ------------------------------------------------------------------------
+
+
+def check(settings: Settings, environ: Mapping[str, str], out: TextIO, masker: Masker) -> Result:
+    """Print current and target heads; exit 0 at the target, 1 when an upgrade is pending."""
+    database, project, known = prepare(settings, environ, masker)
+    try:
+        current = read_versions(database, project.table_to_read)
+        known = known.at(current)
+        target = " ".join(project.target) or "base"
+        out.write(f"current: {' '.join(current) or 'base'}\ntarget: {target}\n")
+        position = project.position(current)
+        if position == Position.AHEAD:
+            return when_ahead(settings, project, current, known)
+        if position == Position.AT_TARGET:
+            return up_to_date(known, "database at the target: no upgrade pending")
+        pending = project.goal.pending(project.scripts, current)
+        message = f"upgrade pending: {len(pending)} revision(s): {' '.join(pending)}"
+        return replace(
+            known, outcome=Outcome.PENDING.value, message=message, exit_code=ExitCode.PENDING
+        )
+    except Failure as failure:
+        failure.record(known, masker)
+        raise
+
+
 def wait(
     settings: Settings,
     environ: Mapping[str, str],
     out: TextIO,
-    report: Report,
+    masker: Masker,
     clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> int:
+    sleep: Sleep = time.sleep,
+) -> Result:
     """Block until the database is at the target heads; Transient after --timeout seconds."""
-    url = database_url(settings, environ, report)
-    project = load_project(settings, report)
-    table = project.table_to_read
+    database, project, known = prepare(settings, environ, masker)
     deadline = clock() + settings.timeout
     last = "not checked yet"
-    while True:
-        try:
-            current = read_versions(url, table, report)
-            state = project.state(current)
-            if state == State.AT_TARGET:
-                return up_to_date(report, f"database at the target {' '.join(project.target)}")
-            if state == State.AHEAD:
-                return handle_ahead(settings, project, current, report)
-            last = f"database at {' '.join(current) or 'base'}"
-        except Transient as error:  # the database may still be starting: keep waiting
-            last = error.message
-        if clock() >= deadline:
-            raise Transient(
-                f"timed out after {settings.timeout:g}s waiting for the database to reach"
-                f" {' '.join(project.target)} ({last}): is the migration running?"
-            )
-        sleep(min(settings.poll_interval, max(deadline - clock(), 0.0)))
+    try:
+        while True:
+            try:
+                current = read_versions(database, project.table_to_read)
+                known = known.at(current)
+                position = project.position(current)
+                if position == Position.AT_TARGET:
+                    return up_to_date(known, f"database at the target {' '.join(project.target)}")
+                if position == Position.AHEAD:
+                    return when_ahead(settings, project, current, known)
+                last = f"database at {' '.join(current) or 'base'}"
+            except Transient as error:  # the database may still be starting: keep waiting
+                last = error.message
+            if clock() >= deadline:
+                raise Transient(
+                    f"timed out after {settings.timeout:g}s waiting for the database to reach"
+                    f" {' '.join(project.target)} ({last}): is the migration running?"
+                )
+            sleep(min(settings.poll_interval, max(deadline - clock(), 0.0)))
+    except Failure as failure:
+        failure.record(known, masker)
+        raise
 
 
-@masks_errors
-def url(settings: Settings, environ: Mapping[str, str], out: TextIO, report: Report) -> int:
+def url(settings: Settings, environ: Mapping[str, str], out: TextIO, masker: Masker) -> Result:
     """Print the derived sync URL, password masked unless --show-password."""
-    derived = database_url(settings, environ, report)
-    out.write(render(derived, show_password=settings.show_password) + "\n")
-    report.outcome = Outcome.UP_TO_DATE.value
-    return ExitCode.OK
+    try:
+        database = database_url(settings, environ)
+    except Failure as failure:
+        failure.record(Result(), masker)
+        raise
+    out.write(render(database.url, show_password=settings.show_password) + "\n")
+    return Result(outcome=Outcome.UP_TO_DATE.value, driver=database.driver)
 
 
-COMMAND_FUNCTIONS = {"migrate": migrate, "wait": wait, "check": check, "url": url}
+COMMAND_FUNCTIONS: dict[str, Command] = {
+    "migrate": migrate,
+    "wait": wait,
+    "check": check,
+    "url": url,
+}

@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from .contract import Driver
 from .errors import BadInput, PermissionDenied, Transient
-from .scripts import DEFAULT_VERSION_TABLE, first_line
+from .scripts import DEFAULT_VERSION_TABLE, Table, first_line
 
 # Used only when the URL sets none: a dead host must fail within the Job, not hang it.
 DEFAULT_CONNECT_TIMEOUT = 10
@@ -80,7 +80,7 @@ def lock_key(database: str, version_table: str = DEFAULT_VERSION_TABLE) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def qualified(table: tuple) -> str:
+def qualified(table: Table) -> str:
     """``schema.name`` (or ``name``) of a (schema or None, name) table, double-quoted."""
     schema, name = table
     return f'"{schema}"."{name}"' if schema else f'"{name}"'
@@ -101,7 +101,7 @@ class Identity:
     server: str  # "address:port" as the server sees it, or "local socket"
 
 
-def connect_args(url: URL, driver: str) -> dict:
+def connect_args(url: URL, driver: str) -> dict[str, int]:
     """Connect arguments that bound the connect wait when the URL does not."""
     if driver == Driver.ASYNCPG.value:
         return {} if "timeout" in url.query else {"timeout": DEFAULT_CONNECT_TIMEOUT}
@@ -206,7 +206,7 @@ class Session:
                 self._loop.close()
                 self._loop = None
 
-    def _execute(self, sql: str, params: dict) -> Any:
+    def _execute(self, sql: str, params: dict[str, Any]) -> Any:
         """Run one statement; a lost connection becomes Transient."""
         try:
             return self._run(self._conn.execute(text(sql), params))
@@ -215,11 +215,11 @@ class Session:
                 raise Transient(f"lost the database connection: {first_line(error)}") from None
             raise
 
-    def scalars(self, sql: str, **params: Any) -> list:
+    def scalars(self, sql: str, **params: Any) -> list[Any]:
         """Run one statement; return the first column of every row."""
         return list(self._execute(sql, params).scalars().all())
 
-    def row(self, sql: str, **params: Any) -> tuple:
+    def row(self, sql: str, **params: Any) -> tuple[Any, ...]:
         """Run one statement; return its first row."""
         return tuple(self._execute(sql, params).one())
 
@@ -227,7 +227,7 @@ class Session:
         """The database, role and server address of this session."""
         return Identity(*self.row(IDENTITY_SQL))
 
-    def versions(self, table: tuple = (None, DEFAULT_VERSION_TABLE)) -> list:
+    def versions(self, table: Table = (None, DEFAULT_VERSION_TABLE)) -> list[str]:
         """The revisions in the version table; [] when the table does not exist yet.
 
         A role that may not read the table gets BadInput naming the GRANT: "base" would be a lie.
@@ -239,7 +239,7 @@ class Session:
                 raise self._cannot_read(table) from None
             return []  # undefined table: nothing migrated yet
 
-    def _cannot_read(self, table: tuple) -> PermissionDenied:
+    def _cannot_read(self, table: Table) -> PermissionDenied:
         """The one-line error for a version table this session's role may not read."""
         role, schema = self.row("SELECT current_user, current_schema()")
         where = qualified((table[0] or schema, table[1]))

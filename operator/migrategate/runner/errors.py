@@ -1,15 +1,41 @@
 """Typed failures of the runner's commands; the CLI maps each to one exit code."""
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .contract import ErrorClass, ExitCode
+from .masking import Masker
+
+if TYPE_CHECKING:  # result.py needs nothing from here; this only names the type
+    from .result import Result
 
 
-class RunnerError(Exception):
+class Failure(BaseException):
+    """What ends a command early; it carries what the command had found by then (``result``).
+
+    Each command ends in ``except Failure as failure: failure.record(known, masker)`` and
+    re-raises: the result then still says the driver, the target and the revisions read so
+    far, and the message, which may come from drivers, env.py or the app, is masked right
+    there, so even the exception object never carries the password.
+    """
+
+    message: str
+    # None until the command (or a step nearer the failure, which knew more) sets it.
+    result: Optional["Result"] = None
+
+    def record(self, known: "Result", masker: Masker) -> None:
+        """Mask the message; take ``known`` as the result unless one was set nearer the failure."""
+        if self.result is None:
+            self.result = known
+        self.message = masker(self.message)
+        self.args = (self.message,)
+
+
+class RunnerError(Exception, Failure):
     """A failure with a one-line, actionable message (never a password, never a traceback)."""
 
     exit_code = ExitCode.MIGRATION_FAILED
     error_class = ErrorClass.MIGRATION_FAILED
+    failed_revision: Optional[str] = None  # the revision whose upgrade() raised, if one did
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -47,10 +73,10 @@ class LockTimedOut(Transient):
 
 
 class MigrationFailed(RunnerError):
-    """A revision (or env.py) raised; Postgres rolled the transaction back."""
+    """A revision (or env.py) raised; Postgres rolled the transaction back.
 
-    exit_code = ExitCode.MIGRATION_FAILED
-    error_class = ErrorClass.MIGRATION_FAILED
+    Its exit code and error class are RunnerError's: an error nobody classified is one too.
+    """
 
     def __init__(self, message: str, failed_revision: Optional[str] = None) -> None:
         super().__init__(message)
@@ -64,7 +90,7 @@ class VerificationFailed(RunnerError):
     error_class = ErrorClass.VERIFY_FAILED
 
 
-class Terminated(KeyboardInterrupt):
+class Terminated(KeyboardInterrupt, Failure):
     """SIGTERM arrived: stop now.
 
     Raised by the runner's SIGTERM handler wherever the main thread is. It is a
@@ -76,3 +102,7 @@ class Terminated(KeyboardInterrupt):
 
     exit_code = ExitCode.TERMINATED
     error_class = ErrorClass.TERMINATED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

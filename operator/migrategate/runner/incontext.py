@@ -18,7 +18,7 @@ from .contract import IfAhead
 from .database import IDENTITY_SQL, Identity
 from .errors import BadInput
 from .phases import Goal
-from .scripts import State, ahead_error, classify
+from .scripts import DEFAULT_VERSION_TABLE, Position, Table, ahead_error
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class Timeouts:
     lock_timeout: float = 0.0
     statement_timeout: float = 0.0
 
-    def settings(self) -> dict:
+    def settings(self) -> dict[str, str]:
         """{setting: value} to apply, in PostgreSQL's units (milliseconds)."""
         values = {"lock_timeout": self.lock_timeout, "statement_timeout": self.statement_timeout}
         return {name: f"{round(s * 1000)}ms" for name, s in values.items() if s > 0}
@@ -39,12 +39,10 @@ class Expected:
     """What the runner knows before env.py runs: the target and where DATABASE_URL points."""
 
     scripts: ScriptDirectory
-    target_spec: str  # as given: head, heads or a revision id
-    target: tuple  # the revision ids it names
+    goal: Goal  # the phase, its target and what Alembic upgrades to
     if_ahead: str
     timeouts: Timeouts
     runner_session: Optional[Identity]  # the session holding the migration lock
-    goal: Optional[Goal] = None  # the phase (issue 12); None: classify against target
 
 
 @dataclass
@@ -52,16 +50,16 @@ class InContext:
     """The ``fn`` Alembic calls from env.py's ``context.run_migrations()``.
 
     After the run it tells what env.py's context held: ``where`` (None if run_migrations never
-    ran), ``table``, ``heads_before``, the ``state`` it found and ``heads_after`` the last step.
+    ran), ``table``, ``heads_before``, the ``position`` it found and ``heads_after`` the last step.
     """
 
     expected: Expected
     where: Optional[Identity] = None
-    table: tuple = (None, "alembic_version")
-    heads_before: tuple = ()
-    state: Optional[State] = None
-    heads_after: Optional[tuple] = None
-    warnings: list = field(default_factory=list)
+    table: Table = (None, DEFAULT_VERSION_TABLE)
+    heads_before: tuple[str, ...] = ()
+    position: Optional[Position] = None
+    heads_after: Optional[tuple[str, ...]] = None
+    warnings: list[str] = field(default_factory=list)
     migration_context: Any = None  # env.py's MigrationContext, once configured
 
     def __call__(self, heads: Any, context: Any) -> Any:
@@ -70,21 +68,16 @@ class InContext:
         self.heads_before = tuple(sorted(heads))
         self.where = self._look_and_set(context.connection)
         self._check_database()
-        expected = self.expected
-        goal = expected.goal
-        if goal is None:
-            self.state = classify(expected.scripts, self.heads_before, expected.target)
-        else:
-            self.state = goal.state(expected.scripts, self.heads_before)
-        if self.state == State.AHEAD:
+        scripts, goal = self.expected.scripts, self.expected.goal
+        self.position = goal.position(scripts, self.heads_before)
+        if self.position == Position.AHEAD:
             self._ahead()
             return ()
-        if self.state == State.AT_TARGET:
+        if self.position == Position.AT_TARGET:
             return ()
-        if goal is not None:  # --phase contract refuses while expand revisions are pending
-            goal.ensure_ready(expected.scripts, self.heads_before)
+        goal.ensure_ready(scripts, self.heads_before)  # --phase contract waits for expand
         # Resolved now, so a bad target fails here rather than halfway through the steps.
-        steps = expected.scripts._upgrade_revs(expected.target_spec, heads)
+        steps = scripts._upgrade_revs(goal.destination, heads)
         return self._run_then_read_heads(steps, context)
 
     def _look_and_set(self, connection: Any) -> Identity:
@@ -121,9 +114,9 @@ class InContext:
         """The database holds revisions the scripts do not know: fail now, or leave it be."""
         expected = self.expected
         if expected.if_ahead == IfAhead.FAIL.value:
-            raise ahead_error(expected.scripts, self.heads_before, expected.target)
+            raise ahead_error(expected.scripts, self.heads_before, expected.goal.target)
 
-    def _run_then_read_heads(self, steps: list, context: Any) -> Iterator:
+    def _run_then_read_heads(self, steps: list[Any], context: Any) -> Iterator[Any]:
         """Yield Alembic's steps; after the last one, read the heads in env.py's transaction."""
         yield from steps
         self.heads_after = tuple(sorted(context.get_current_heads()))

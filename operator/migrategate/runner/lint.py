@@ -122,7 +122,7 @@ class LintOutcome:
     status: str = LintStatus.SKIPPED.value
     linter: Optional[str] = None  # "squawk 2.70.0"
     reason: Optional[str] = None  # why it was skipped or failed
-    findings: list = field(default_factory=list)  # Finding, in revision order
+    findings: list[Finding] = field(default_factory=list)  # in revision order
 
 
 def payload_squawk(runner_file: str = __file__) -> str:
@@ -133,7 +133,7 @@ def payload_squawk(runner_file: str = __file__) -> str:
 
 def find_squawk(
     explicit: Optional[str], environ: Mapping[str, str], runner_file: str = __file__
-) -> tuple:
+) -> tuple[Optional[str], Optional[str]]:
     """(path, None) of the squawk to use, or (None, why not).
 
     Order: ``--squawk``/its variable (``off`` disables linting), the payload's
@@ -172,7 +172,7 @@ def squawk_version(path: str) -> str:
     return words[-1] if words else "unknown"
 
 
-def squawk_command(path: str, pg_version: Optional[str], filename: str) -> list:
+def squawk_command(path: str, pg_version: Optional[str], filename: str) -> list[str]:
     """The argv that lints one revision's SQL read from stdin, reporting JSON."""
     argv = [path, "--reporter", "json", "--stdin-filepath", filename]
     if pg_version:
@@ -180,7 +180,7 @@ def squawk_command(path: str, pg_version: Optional[str], filename: str) -> list:
     return argv
 
 
-def parse_report(revision: str, stdout: str) -> list:
+def parse_report(revision: str, stdout: str) -> list[Finding]:
     """Findings from squawk's ``--reporter json`` output (raises ValueError if it is not)."""
     entries = json.loads(stdout or "[]")
     if not isinstance(entries, list):
@@ -207,7 +207,9 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
 
 
-def lint_revision(linter: Linter, revision: str, sql: str, pg_version: Optional[str]) -> list:
+def lint_revision(
+    linter: Linter, revision: str, sql: str, pg_version: Optional[str]
+) -> list[Finding]:
     """squawk's findings on one revision's SQL; raises RuntimeError when squawk fails."""
     argv = squawk_command(linter.path, pg_version, f"{revision}.sql")
     try:
@@ -227,7 +229,7 @@ def lint_revision(linter: Linter, revision: str, sql: str, pg_version: Optional[
 
 
 def lint_plan(
-    revisions: Iterable[tuple],
+    revisions: Iterable[tuple[str, str]],
     explicit: Optional[str],
     environ: Mapping[str, str],
     pg_version: Optional[str] = None,

@@ -7,7 +7,7 @@ branch starts at its own base (``down_revision = None``) and its revisions use
 runs everything in a safe order. The scripts then have exactly two heads, one per phase.
 
 Scripts without a contract branch go through exactly the code they went through before
-(``scripts.resolve_target``, ``classify``, ``pending_revisions``): ``--phase`` changes
+(``scripts.resolve_target``, ``compare``, ``pending_revisions``): ``--phase`` changes
 nothing for them but refusing ``contract`` while an upgrade is pending.
 
 With a contract branch the database is compared by what it has applied: the revisions in
@@ -21,15 +21,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Optional, cast
 
-from alembic.script import ScriptDirectory
+from alembic.script import Script, ScriptDirectory
 from alembic.util import to_tuple
 
 from .contract import DEFAULT_CONTRACT_BRANCH, Phase, PhaseKey
 from .errors import BadInput
 from .scripts import (
-    State,
+    Position,
     ancestry,
-    classify,
+    compare,
     known_revisions,
     pending_revisions,
     resolve_target,
@@ -43,9 +43,9 @@ class Layout:
     """How the image's revisions split into the two phases."""
 
     label: str  # the contract branch's label
-    expand_heads: tuple
-    contract_heads: tuple  # () without a contract branch
-    contract_revisions: frozenset  # every revision on the contract branch
+    expand_heads: tuple[str, ...]
+    contract_heads: tuple[str, ...]  # () without a contract branch
+    contract_revisions: frozenset[str]  # every revision on the contract branch
 
     @property
     def has_contract_branch(self) -> bool:
@@ -69,7 +69,7 @@ def layout(scripts: ScriptDirectory, label: str = DEFAULT_CONTRACT_BRANCH) -> La
     return found
 
 
-def _check_pattern(scripts: ScriptDirectory, found: Layout, revisions: list) -> None:
+def _check_pattern(scripts: ScriptDirectory, found: Layout, revisions: list[Script]) -> None:
     """The contract branch has its own base, expand never needs it, one head each."""
     label, contract = found.label, found.contract_revisions
     fix = (
@@ -110,35 +110,35 @@ class Goal:
     """Where one run takes the database: the phase, its target and how to judge it."""
 
     phase: str  # Phase value, resolved (never "auto")
-    target: tuple  # the revisions reported as targetRevisions
+    target: tuple[str, ...]  # the revisions reported as targetRevisions
     destination: str  # what Alembic upgrades to: a revision spec
     layout: Layout
     phased: bool  # True: judged by applied revisions (a contract branch, a whole target)
 
-    def state(self, scripts: ScriptDirectory, current: Iterable[str]) -> State:
+    def position(self, scripts: ScriptDirectory, current: Iterable[str]) -> Position:
         """Where the database stands relative to this run's goal."""
         current = tuple(current)
         if not self.phased:
-            return classify(scripts, current, self.target)
+            return compare(scripts, current, self.target)
         if not set(current) <= known_revisions(scripts):
-            return State.AHEAD
+            return Position.AHEAD
         have, need = ancestry(scripts, current), ancestry(scripts, self.target)
         if self.phase == Phase.EXPAND.value:
             have = have - self.layout.contract_revisions  # the contract part stays as it is
         if have == need:
-            return State.AT_TARGET
-        return State.BEHIND if have < need else State.AHEAD
+            return Position.AT_TARGET
+        return Position.BEHIND if have < need else Position.AHEAD
 
     def reached(self, scripts: ScriptDirectory, heads: Iterable[str]) -> bool:
         """True if the database with these heads is where this run should leave it."""
-        return self.state(scripts, heads) == State.AT_TARGET
+        return self.position(scripts, heads) == Position.AT_TARGET
 
-    def pending(self, scripts: ScriptDirectory, current: Iterable[str]) -> list:
+    def pending(self, scripts: ScriptDirectory, current: Iterable[str]) -> list[str]:
         """The revisions this run applies from ``current``, oldest first."""
         current = tuple(current)
         if not self.phased:
             return pending_revisions(scripts, current, self.target)
-        if self.state(scripts, current) != State.BEHIND:
+        if self.position(scripts, current) != Position.BEHIND:
             return []
         # The order Alembic itself runs them in (the steps it hands env.py).
         steps = scripts._upgrade_revs(self.destination, cast(Any, current))
@@ -149,7 +149,7 @@ class Goal:
         if self.phase != Phase.CONTRACT.value:
             return
         expand = expand_goal(self.layout, self.target if not self.phased else None)
-        if expand.state(scripts, current) == State.BEHIND:
+        if expand.position(scripts, current) == Position.BEHIND:
             missing = expand.pending(scripts, current)
             raise BadInput(
                 f"--phase contract needs the expand phase done first, but"
@@ -157,7 +157,7 @@ class Goal:
                 " `migrategate migrate --phase expand`, roll out, then the contract phase"
             )
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """The result keys (contract.PhaseKey) that say what the run's phase was."""
         return {
             PhaseKey.PHASE: self.phase,
@@ -168,7 +168,7 @@ class Goal:
         }
 
 
-def expand_goal(found: Layout, target: Optional[tuple] = None) -> Goal:
+def expand_goal(found: Layout, target: Optional[tuple[str, ...]] = None) -> Goal:
     """The expand phase's goal (``target``: the resolved target, when the scripts have none)."""
     if not found.has_contract_branch:
         return Goal(Phase.EXPAND.value, tuple(target or ()), "", found, phased=False)

@@ -18,8 +18,8 @@ import argparse
 import hashlib
 import io
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, TextIO
 
 from alembic.config import Config
@@ -27,42 +27,25 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
-from .contract import (
-    DEFAULT_CONTRACT_BRANCH,
-    PLAN_OPTIONS,
-    SYNC_URL_ENV,
-    ExitCode,
-    IfAhead,
-    LintStatus,
-    Outcome,
-)
+from .contract import PLAN_OPTIONS, SYNC_URL_ENV, ExitCode, IfAhead, LintStatus, Outcome
 from .database import Session
-from .errors import BadInput, RunnerError
+from .errors import BadInput, Failure
 from .lint import LintOutcome, clip, lint_plan, severity_rank
-from .phases import Goal, resolve_goal
+from .masking import Masker
 from .plan_result import PlanResult
-from .result import Report
+from .project import Project, prepare
+from .result import Result
 from .scripts import (
     DEFAULT_VERSION_TABLE,
-    State,
-    env_py_source,
+    Position,
+    Table,
     first_line,
     known_revisions,
-    load_config,
-    load_scripts,
     unknown_revisions,
-    version_table,
 )
+from .settings import Settings, option_value
 from .upgrade import exported
-from .urls import (
-    choose_driver,
-    derive_sync_url,
-    escape_for_ini,
-    mask,
-    read_async_url,
-    render,
-    secrets_of,
-)
+from .urls import escape_for_ini, render
 
 BASE = "base"
 TRANSACTION_STATEMENTS = frozenset({"BEGIN;", "COMMIT;"})
@@ -86,17 +69,9 @@ class PlanOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> "PlanOptions":
         """Flags first, then the options' environment variables."""
-        values = {}
-        for option in PLAN_OPTIONS:
-            value = getattr(args, option.name, None)
-            if value is None:
-                value = environ.get(option.env) or option.default
-                if value is not None and option.choices and value not in option.choices:
-                    raise BadInput(
-                        f"{option.env}={value!r} is not one of {', '.join(option.choices)}"
-                    )
-            values[option.name] = value
-        return cls(**values)
+        return cls(
+            **{o.name: option_value(o, getattr(args, o.name), environ) for o in PLAN_OPTIONS}
+        )
 
 
 class Capture(io.StringIO):
@@ -104,7 +79,7 @@ class Capture(io.StringIO):
 
     def __init__(self) -> None:
         super().__init__()
-        self.chunks: list = []
+        self.chunks: list[str] = []
 
     def write(self, text: str) -> int:
         self.chunks.append(text)
@@ -120,7 +95,7 @@ class Rendered:
     """One revision's offline rendering, or why there is none."""
 
     revision: str
-    start: tuple  # the revisions it upgrades from (() for base)
+    start: tuple[str, ...]  # the revisions it upgrades from (() for base)
     sql: str = ""
     statements: int = 0
     lint_sql: str = ""  # sql without Alembic's version-table statements
@@ -144,7 +119,7 @@ class Probe:
     """What running env.py offline with no steps showed."""
 
     ran_migrations: bool = False
-    table: Optional[tuple] = None  # (schema, name) env.py configured
+    table: Optional[Table] = None  # the version table env.py configured
     error: Optional[str] = None
 
 
@@ -155,9 +130,9 @@ class Renderer:
     cfg: Config
     scripts: ScriptDirectory
     url: URL
-    seen: dict = field(default_factory=dict)
+    seen: dict[str, Any] = field(default_factory=dict)
 
-    def _run(self, start: tuple, destination: Optional[str], buffer: Capture) -> None:
+    def _run(self, start: tuple[str, ...], destination: Optional[str], buffer: Capture) -> None:
         """One offline ``alembic upgrade <start>:<destination> --sql`` through env.py."""
         self.seen.clear()
         scripts = self.scripts
@@ -197,7 +172,7 @@ class Renderer:
             return Probe()
         return Probe(True, (context.version_table_schema, context.version_table))
 
-    def render(self, revision: str, start: tuple) -> Rendered:
+    def render(self, revision: str, start: tuple[str, ...]) -> Rendered:
         """Render one revision; an unrenderable one carries the reason."""
         rendered = Rendered(revision, start)
         buffer = Capture()
@@ -243,12 +218,12 @@ def version_table_statement(schema: Optional[str], table: str) -> "re.Pattern[st
     )
 
 
-def plan_hash(blocks: list) -> str:
+def plan_hash(blocks: list[str]) -> str:
     """sha256 (hex) of the printed plan: each revision's header line and SQL, in order."""
     return hashlib.sha256("".join(blocks).encode("utf-8")).hexdigest()
 
 
-def start_of(scripts: ScriptDirectory, revision: str) -> tuple:
+def start_of(scripts: ScriptDirectory, revision: str) -> tuple[str, ...]:
     """The revisions a revision upgrades from (its down revisions); () for base."""
     script = scripts.get_revision(revision)
     down = script.down_revision if script is not None else None
@@ -257,7 +232,7 @@ def start_of(scripts: ScriptDirectory, revision: str) -> tuple:
     return tuple(down) if isinstance(down, (tuple, list)) else (down,)
 
 
-def parse_from(scripts: ScriptDirectory, value: str) -> list:
+def parse_from(scripts: ScriptDirectory, value: str) -> list[str]:
     """``--from``: comma-separated revision ids, or base; each must be in the scripts."""
     revisions = [part.strip() for part in value.replace(" ", ",").split(",") if part.strip()]
     if revisions in ([], [BASE]):
@@ -272,7 +247,7 @@ def parse_from(scripts: ScriptDirectory, value: str) -> list:
     return sorted(revisions)
 
 
-def read_database(url: URL, driver: str, table: tuple) -> tuple:
+def read_database(url: URL, driver: str, table: Table) -> tuple[list[str], Optional[str]]:
     """(current heads, server version "15.4") through one read-only connection, no lock."""
     with Session(url, driver) as session:
         session.scalars("SELECT set_config('default_transaction_read_only', 'on', false)")
@@ -287,73 +262,78 @@ def read_database(url: URL, driver: str, table: tuple) -> tuple:
 
 
 def plan(
-    settings: Any, options: PlanOptions, environ: Mapping[str, str], out: TextIO, report: Report
-) -> int:
-    """Render, lint and hash the pending revisions; the result goes into ``report.plan``."""
-    async_url = read_async_url(environ, settings.database_url_env)
-    report.secrets = secrets_of(async_url)
-    try:
-        return _plan(settings, options, environ, out, report, async_url)
-    except RunnerError as error:
-        error.message = mask(error.message, report.secrets)
-        error.args = (error.message,)
-        raise
-
-
-def _plan(
-    settings: Any,
+    settings: Settings,
     options: PlanOptions,
     environ: Mapping[str, str],
     out: TextIO,
-    report: Report,
-    async_url: URL,
-) -> int:
-    offline = options.from_revisions is not None
-    # Offline needs no driver, only the dialect: keep asyncpg's when none is asked for.
-    driver = choose_driver(settings.driver)
-    report.driver = driver
-    url = derive_sync_url(async_url, driver)
-    cfg = load_config(settings.config, settings.section, settings.x_args)
-    scripts = load_scripts(cfg)
-    phase = getattr(settings, "phase", None)
-    branch = getattr(settings, "contract_branch", DEFAULT_CONTRACT_BRANCH)
-    goal = resolve_goal(scripts, settings.target, phase, branch)
-    report.phases = goal.describe()
-    target = goal.target
-    report.target_revisions = list(target)
-    renderer = Renderer(cfg, scripts, url)
-    probe = renderer.probe()
-    table = probe.table or version_table(env_py_source(scripts))
-    if table is None:
-        table = (None, DEFAULT_VERSION_TABLE)
-        report.warn("env.py's version table could not be learnt offline: read alembic_version")
-    pg_version = None
-    if offline:
-        current = parse_from(scripts, options.from_revisions or "")
-    else:
-        current, pg_version = read_database(url, driver, table)
-    report.from_revisions = report.to_revisions = current
-    result = PlanResult()
-    report.plan = result
-    state = goal.state(scripts, current)
-    if state == State.AHEAD:
-        unknown = unknown_revisions(scripts, current) or current
+    masker: Masker,
+) -> Result:
+    """Render, lint and hash the pending revisions; print them; change nothing."""
+    database, project, known = prepare(settings, environ, masker)
+    try:
+        renderer = Renderer(project.cfg, project.scripts, database.url)
+        probe = renderer.probe()
+        table = probe.table or project.table
+        if table is None:
+            table = (None, DEFAULT_VERSION_TABLE)
+            known = known.warned(
+                "env.py's version table could not be learnt offline: read alembic_version"
+            )
+        if options.from_revisions is None:
+            current, pg_version = read_database(database.url, database.driver, table)
+        else:
+            current, pg_version = parse_from(project.scripts, options.from_revisions), None
+        # From here on the result carries the plan's keys, even when planning fails.
+        known = replace(known.at(current), plan=PlanResult())
+        pending, warnings = revisions_to_plan(settings, project, current)
+        known = known.warned(*warnings)
+        planned, rendered = make_plan(renderer, probe, pending, options, environ, pg_version)
+        if planned.lint_status != LintStatus.LINTED.value:
+            known = known.warned(f"linting {planned.lint_status.lower()}: {planned.lint_reason}")
+        print_plan(out, masker, current, project.target, rendered, planned)
+        return replace(
+            known,
+            plan=planned,
+            outcome=Outcome.PLANNED.value if pending else Outcome.UP_TO_DATE.value,
+            message=summary(current, project.target, planned),
+            exit_code=exit_code(planned, options.fail_on),
+        )
+    except Failure as failure:
+        failure.record(known, masker)
+        raise
+
+
+def revisions_to_plan(
+    settings: Settings, project: Project, current: Sequence[str]
+) -> tuple[list[str], tuple[str, ...]]:
+    """The revisions to plan from ``current`` (oldest first), and the warnings that go with it."""
+    scripts, goal = project.scripts, project.goal
+    position = goal.position(scripts, current)
+    if position == Position.AHEAD:
+        unknown = unknown_revisions(scripts, current) or list(current)
         text = (
             f"database is at {', '.join(unknown)}, ahead of this image's scripts"
-            f" (target {', '.join(target) or 'base'}): nothing to plan"
+            f" (target {', '.join(project.target) or 'base'}): nothing to plan"
         )
         if settings.if_ahead == IfAhead.FAIL.value:
             raise BadInput(text + ": deploy an image that has these revisions")
-        report.warn(text)
-    if state == State.BEHIND:
+        return [], (text,)
+    if position == Position.BEHIND:
         goal.ensure_ready(scripts, current)  # --phase contract: as migrate would refuse
-    pending = [] if state != State.BEHIND else goal.pending(scripts, current)
-    result.pending = pending
-    rendered = [render_one(renderer, scripts, probe, rev) for rev in pending]
-    blocks = [r.block for r in rendered]
-    result.plan_hash = plan_hash(blocks)
-    result.statement_count = sum(r.statements for r in rendered)
-    result.unrenderable = [(r.revision, r.reason) for r in rendered if r.reason is not None]
+        return goal.pending(scripts, current), ()
+    return [], ()
+
+
+def make_plan(
+    renderer: Renderer,
+    probe: Probe,
+    pending: list[str],
+    options: PlanOptions,
+    environ: Mapping[str, str],
+    pg_version: Optional[str],
+) -> tuple[PlanResult, list[Rendered]]:
+    """Render each pending revision, lint what rendered, hash the printed blocks."""
+    rendered = [render_one(renderer, probe, rev) for rev in pending]
     lintable = [(r.revision, r.lint_sql) for r in rendered if r.reason is None]
     if lintable:
         lint = lint_plan(lintable, options.squawk, environ, pg_version)
@@ -361,39 +341,38 @@ def _plan(
         lint = LintOutcome(LintStatus.SKIPPED.value, None, "no revision could be rendered")
     else:
         lint = LintOutcome(LintStatus.LINTED.value, None, None)  # nothing pending: nothing to lint
-    result.findings = lint.findings
-    result.lint_status, result.linter, result.lint_reason = lint.status, lint.linter, lint.reason
-    if lint.status != LintStatus.LINTED.value:
-        report.warn(f"linting {lint.status.lower()}: {lint.reason}")
-    print_plan(out, report, current, target, rendered, blocks, result)
-    report.outcome = Outcome.PLANNED.value if pending else Outcome.UP_TO_DATE.value
-    report.message = summary(current, target, result)
-    return exit_code(result, options.fail_on)
+    planned = PlanResult(
+        plan_hash=plan_hash([r.block for r in rendered]),
+        pending=pending,
+        statement_count=sum(r.statements for r in rendered),
+        findings=lint.findings,
+        unrenderable=[(r.revision, r.reason) for r in rendered if r.reason is not None],
+        lint_status=lint.status,
+        linter=lint.linter,
+        lint_reason=lint.reason,
+    )
+    return planned, rendered
 
 
 def current_plan_hash(
-    cfg: Config,
-    scripts: ScriptDirectory,
-    url: URL,
-    goal: Goal,
-    read_current: Callable[[tuple], list],
+    project: Project, url: URL, read_current: Callable[[Table], Sequence[str]]
 ) -> str:
     """The planHash ``plan`` would print now; ``read_current(version table)`` gives the heads.
 
     ``migrate --plan-hash`` calls it under the migration lock, so what it checks is what runs.
     """
-    renderer = Renderer(cfg, scripts, url)
+    renderer = Renderer(project.cfg, project.scripts, url)
     probe = renderer.probe()
-    table = probe.table or version_table(env_py_source(scripts)) or (None, DEFAULT_VERSION_TABLE)
-    current = read_current(table)
-    state = goal.state(scripts, current)
-    pending = [] if state != State.BEHIND else goal.pending(scripts, current)
-    return plan_hash([render_one(renderer, scripts, probe, rev).block for rev in pending])
+    current = read_current(probe.table or project.table or (None, DEFAULT_VERSION_TABLE))
+    goal = project.goal
+    position = goal.position(project.scripts, current)
+    pending = [] if position != Position.BEHIND else goal.pending(project.scripts, current)
+    return plan_hash([render_one(renderer, probe, rev).block for rev in pending])
 
 
-def render_one(renderer: Renderer, scripts: ScriptDirectory, probe: Probe, rev: str) -> Rendered:
+def render_one(renderer: Renderer, probe: Probe, rev: str) -> Rendered:
     """Render ``rev``, or say why not without running env.py again when the probe showed it."""
-    start = start_of(scripts, rev)
+    start = start_of(renderer.scripts, rev)
     if probe.error is not None:
         return Rendered(rev, start, reason=f"env.py failed in offline mode: {probe.error}")
     if not probe.ran_migrations:
@@ -403,32 +382,30 @@ def render_one(renderer: Renderer, scripts: ScriptDirectory, probe: Probe, rev: 
 
 def print_plan(
     out: TextIO,
-    report: Report,
-    current: list,
-    target: tuple,
-    rendered: list,
-    blocks: list,
-    result: PlanResult,
+    masker: Masker,
+    current: Sequence[str],
+    target: Sequence[str],
+    rendered: list[Rendered],
+    planned: PlanResult,
 ) -> None:
     """The SQL (exactly what planHash covers), then the findings and unrenderable revisions."""
-    secrets = report.secrets
     out.write(
         f"-- migrategate plan: {', '.join(current) or BASE} -> {', '.join(target) or BASE}:"
         f" {len(rendered)} pending revision(s)\n\n"
     )
-    out.write("".join(blocks))
-    for revision, reason in result.unrenderable:
-        out.write(mask(f"-- unrenderable {revision}: {reason}\n", secrets))
-    for finding in sorted(result.findings, key=lambda f: -severity_rank(f.severity)):
+    out.write("".join(r.block for r in rendered))
+    for revision, reason in planned.unrenderable:
+        out.write(masker(f"-- unrenderable {revision}: {reason}\n"))
+    for finding in sorted(planned.findings, key=lambda f: -severity_rank(f.severity)):
         out.write(
             f"-- finding {finding.revision} {finding.severity} {finding.rule}: {finding.message}\n"
         )
-    status = result.lint_status + (f" by {result.linter}" if result.linter else "")
+    status = planned.lint_status + (f" by {planned.linter}" if planned.linter else "")
     out.write(f"-- lint: {status}\n")
-    out.write(f"-- planHash: {result.plan_hash}\n")
+    out.write(f"-- planHash: {planned.plan_hash}\n")
 
 
-def summary(current: list, target: tuple, result: PlanResult) -> str:
+def summary(current: Sequence[str], target: Sequence[str], result: PlanResult) -> str:
     """The one-line message of the result."""
     if not result.pending:
         return f"nothing to plan: database at {', '.join(current) or BASE}"

@@ -10,7 +10,7 @@ entries had to go. Stdlib only, Python >= 3.9.
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .contract import (
     RESULT_MAX_BYTES,
@@ -22,7 +22,9 @@ from .contract import (
     UnrenderableKey,
 )
 from .lint import Finding, clip, severity_rank
-from .urls import mask
+from .masking import Masker
+
+JSONObject = dict[str, Any]  # a result, or part of one, before json.dumps
 
 MAX_REASON_CHARS = 300
 SHORT_REASON_CHARS = 80
@@ -35,29 +37,29 @@ class PlanResult:
     """What a plan found, before clipping."""
 
     plan_hash: str = ""
-    pending: list = field(default_factory=list)  # revision ids, oldest first
+    pending: list[str] = field(default_factory=list)  # revision ids, oldest first
     statement_count: int = 0
-    findings: list = field(default_factory=list)  # lint.Finding
-    unrenderable: list = field(default_factory=list)  # (revision, reason)
+    findings: list[Finding] = field(default_factory=list)
+    unrenderable: list[tuple[str, str]] = field(default_factory=list)  # (revision, reason)
     lint_status: str = LintStatus.SKIPPED.value
     linter: Optional[str] = None
     lint_reason: Optional[str] = None
 
-    def counts(self) -> dict:
+    def counts(self) -> dict[str, int]:
         """{severity: number of findings}, every severity present."""
         counts = {severity: 0 for severity in SEVERITIES}
         for finding in self.findings:
             counts[finding.severity] = counts.get(finding.severity, 0) + 1
         return counts
 
-    def fit(self, base: dict, secrets: list, limit: int = RESULT_MAX_BYTES) -> str:
+    def fit(self, base: JSONObject, masker: Masker, limit: int = RESULT_MAX_BYTES) -> str:
         """``base`` (the common result keys) plus the plan's, as JSON of at most ``limit`` bytes."""
         data = dict(base)
-        data.update(plan_keys(self, secrets))
+        data.update(plan_keys(self, masker))
         return fit_json(data, limit)
 
 
-def finding_entry(finding: Finding) -> dict:
+def finding_entry(finding: Finding) -> dict[str, str]:
     return {
         FindingKey.REVISION: finding.revision,
         FindingKey.RULE: finding.rule,
@@ -66,12 +68,12 @@ def finding_entry(finding: Finding) -> dict:
     }
 
 
-def most_severe_first(findings: Iterable[Finding]) -> list:
+def most_severe_first(findings: Iterable[Finding]) -> list[Finding]:
     """Findings ordered high to low, revision order kept within a severity."""
     return sorted(findings, key=lambda f: -severity_rank(f.severity))
 
 
-def clip_pending(pending: list) -> list:
+def clip_pending(pending: list[str]) -> list[str]:
     """At most MAX_PENDING_LISTED revision ids: the first ones and a "... N more" entry."""
     if len(pending) <= MAX_PENDING_LISTED:
         return list(pending)
@@ -79,11 +81,11 @@ def clip_pending(pending: list) -> list:
     return list(pending[:kept]) + [f"... {len(pending) - kept} more"]
 
 
-def plan_keys(plan: PlanResult, secrets: list) -> dict:
+def plan_keys(plan: PlanResult, masker: Masker) -> JSONObject:
     """The plan's result keys (``contract.PlanKey``), masked, before fitting."""
 
     def clean(text: Optional[str], limit: int) -> Optional[str]:
-        return None if text is None else clip(" ".join(mask(text, secrets).split()), limit)
+        return None if text is None else clip(" ".join(masker(text).split()), limit)
 
     return {
         PlanKey.PLAN_HASH: plan.plan_hash,
@@ -102,22 +104,22 @@ def plan_keys(plan: PlanResult, secrets: list) -> dict:
     }
 
 
-def _encode(data: dict) -> str:
+def _encode(data: JSONObject) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def _size(data: dict) -> int:
+def _size(data: JSONObject) -> int:
     return len(_encode(data).encode())
 
 
-def _drop_last_finding(data: dict) -> bool:
+def _drop_last_finding(data: JSONObject) -> bool:
     if not data[PlanKey.FINDINGS]:
         return False
     data[PlanKey.FINDINGS] = data[PlanKey.FINDINGS][:-1]
     return True
 
 
-def _shorten_reasons(data: dict) -> bool:
+def _shorten_reasons(data: JSONObject) -> bool:
     changed = False
     for entry in data[PlanKey.UNRENDERABLE]:
         reason = entry[UnrenderableKey.REASON] or ""
@@ -131,21 +133,21 @@ def _shorten_reasons(data: dict) -> bool:
     return changed
 
 
-def _drop_last_unrenderable(data: dict) -> bool:
+def _drop_last_unrenderable(data: JSONObject) -> bool:
     if not data[PlanKey.UNRENDERABLE]:
         return False
     data[PlanKey.UNRENDERABLE] = data[PlanKey.UNRENDERABLE][:-1]
     return True
 
 
-def _drop_warning(data: dict) -> bool:
+def _drop_warning(data: JSONObject) -> bool:
     if not data.get(ResultKey.WARNINGS):
         return False
     data[ResultKey.WARNINGS] = data[ResultKey.WARNINGS][:-1]
     return True
 
 
-def _trim_message(data: dict) -> bool:
+def _trim_message(data: JSONObject) -> bool:
     message = data.get(ResultKey.MESSAGE) or ""
     if len(message) <= SHORT_MESSAGE_CHARS:
         return False
@@ -153,7 +155,7 @@ def _trim_message(data: dict) -> bool:
     return True
 
 
-def _halve_message(data: dict) -> bool:
+def _halve_message(data: JSONObject) -> bool:
     message = data.get(ResultKey.MESSAGE) or ""
     if len(message) <= 20:
         return False
@@ -161,7 +163,7 @@ def _halve_message(data: dict) -> bool:
     return True
 
 
-def _shorten_pending(data: dict) -> bool:
+def _shorten_pending(data: JSONObject) -> bool:
     pending = data[PlanKey.PENDING_REVISIONS]
     if len(pending) <= 2:
         return False
@@ -174,7 +176,7 @@ def _shorten_pending(data: dict) -> bool:
 
 
 # Least important first: each step makes the JSON smaller or reports it cannot.
-SHRINK_STEPS: tuple = (
+SHRINK_STEPS: tuple[Callable[[JSONObject], bool], ...] = (
     _shorten_reasons,
     _drop_warning,  # stdout has them all
     _trim_message,
@@ -185,11 +187,10 @@ SHRINK_STEPS: tuple = (
 )
 
 
-def fit_json(data: dict, limit: int = RESULT_MAX_BYTES) -> str:
+def fit_json(data: JSONObject, limit: int = RESULT_MAX_BYTES) -> str:
     """JSON of ``data`` under ``limit`` bytes, shrinking it by SHRINK_STEPS in order."""
-    steps: list = list(SHRINK_STEPS)
+    steps = list(SHRINK_STEPS)
     while _size(data) > limit and steps:
-        step: Callable[[dict], bool] = steps[0]
-        if not step(data):
+        if not steps[0](data):
             steps.pop(0)
     return _encode(data)

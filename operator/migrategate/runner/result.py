@@ -2,43 +2,54 @@
 
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from .contract import RESULT_MAX_BYTES, PlanKey, ResultKey
-from .urls import mask
+from .contract import RESULT_MAX_BYTES, ExitCode, PlanKey, ResultKey
+from .masking import Masker
+from .plan_result import JSONObject, PlanResult
 
 MAX_MESSAGE_CHARS = 1024
 MAX_LIST_ITEMS = 20
 
 
-@dataclass
-class Report:
-    """What a command learned so far; the CLI turns it into the result, on success or failure."""
+@dataclass(frozen=True)
+class Result:
+    """What a command found and did.
+
+    A command returns it; a failed command's error carries the part it had found
+    (``RunnerError.result``) and the CLI adds the failure to that.
+    """
 
     outcome: str = ""
-    exit_code: int = 0
     message: str = ""
-    from_revisions: list = field(default_factory=list)
-    to_revisions: list = field(default_factory=list)
-    target_revisions: list = field(default_factory=list)
-    applied_revisions: list = field(default_factory=list)
-    failed_revision: Optional[str] = None
-    duration_seconds: float = 0.0
+    exit_code: int = ExitCode.OK
     error_class: Optional[str] = None
-    warnings: list = field(default_factory=list)
+    from_revisions: tuple[str, ...] = ()
+    to_revisions: tuple[str, ...] = ()
+    target_revisions: tuple[str, ...] = ()
+    applied_revisions: tuple[str, ...] = ()
+    failed_revision: Optional[str] = None
+    warnings: tuple[str, ...] = ()
     driver: Optional[str] = None
     lock_attempts: int = 0  # runs of the upgrade (more than 1 after a lock_timeout)
-    lock_timeouts: list = field(default_factory=list)  # what each lock_timeout ran into
-    runner_version: str = ""
-    secrets: list = field(default_factory=list)  # password spellings to mask; never written
-    plan: Any = None  # `plan`'s plan_result.PlanResult: its keys join the result
     stale_plan: Optional[str] = None  # `migrate --plan-hash` refused: what the SQL hashes to now
-    phases: Optional[dict] = None  # contract.PhaseKey -> value, once the scripts were read
+    phases: Optional[dict[str, Any]] = (
+        None  # contract.PhaseKey -> value, once the scripts were read
+    )
+    plan: Optional[PlanResult] = None  # `plan`: its keys join the result
+    duration_seconds: float = 0.0  # the CLI times the whole run
+    runner_version: str = ""
 
-    def warn(self, text: str) -> None:
-        """Add a warning to the result."""
-        self.warnings.append(text)
+    def at(self, heads: Iterable[str]) -> "Result":
+        """This result with the database found at ``heads`` (from and to alike)."""
+        found = tuple(heads)
+        return replace(self, from_revisions=found, to_revisions=found)
+
+    def warned(self, *texts: str) -> "Result":
+        """This result with more warnings."""
+        return replace(self, warnings=self.warnings + texts)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -46,49 +57,48 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _clip_list(items: list) -> list:
+def _clip_list(items: Sequence[str]) -> list[str]:
     """Keep at most MAX_LIST_ITEMS entries, saying how many were left out."""
     if len(items) <= MAX_LIST_ITEMS:
         return list(items)
     return list(items[: MAX_LIST_ITEMS - 1]) + [f"... {len(items) - MAX_LIST_ITEMS + 1} more"]
 
 
-def as_dict(report: Report) -> dict:
+def as_dict(result: Result, masker: Masker) -> JSONObject:
     """The result object, masked and clipped, keyed by ``contract.ResultKey``."""
-    secrets = report.secrets
 
     def clean(text: str) -> str:
-        return _clip(mask(text, secrets), MAX_MESSAGE_CHARS)
+        return _clip(masker(text), MAX_MESSAGE_CHARS)
 
-    data = {
-        ResultKey.OUTCOME: report.outcome,
-        ResultKey.EXIT_CODE: int(report.exit_code),
-        ResultKey.FROM_REVISIONS: _clip_list(report.from_revisions),
-        ResultKey.TO_REVISIONS: _clip_list(report.to_revisions),
-        ResultKey.TARGET_REVISIONS: _clip_list(report.target_revisions),
-        ResultKey.APPLIED_REVISIONS: _clip_list(report.applied_revisions),
-        ResultKey.FAILED_REVISION: report.failed_revision,
-        ResultKey.DURATION_SECONDS: round(report.duration_seconds, 3),
-        ResultKey.ERROR_CLASS: report.error_class,
-        ResultKey.MESSAGE: clean(report.message),
-        ResultKey.WARNINGS: [clean(w) for w in report.warnings[:5]],
-        ResultKey.DRIVER: report.driver,
-        ResultKey.LOCK_ATTEMPTS: report.lock_attempts,
-        ResultKey.RUNNER_VERSION: report.runner_version,
+    data: JSONObject = {
+        ResultKey.OUTCOME: result.outcome,
+        ResultKey.EXIT_CODE: int(result.exit_code),
+        ResultKey.FROM_REVISIONS: _clip_list(result.from_revisions),
+        ResultKey.TO_REVISIONS: _clip_list(result.to_revisions),
+        ResultKey.TARGET_REVISIONS: _clip_list(result.target_revisions),
+        ResultKey.APPLIED_REVISIONS: _clip_list(result.applied_revisions),
+        ResultKey.FAILED_REVISION: result.failed_revision,
+        ResultKey.DURATION_SECONDS: round(result.duration_seconds, 3),
+        ResultKey.ERROR_CLASS: result.error_class,
+        ResultKey.MESSAGE: clean(result.message),
+        ResultKey.WARNINGS: [clean(w) for w in result.warnings[:5]],
+        ResultKey.DRIVER: result.driver,
+        ResultKey.LOCK_ATTEMPTS: result.lock_attempts,
+        ResultKey.RUNNER_VERSION: result.runner_version,
     }
-    if report.stale_plan is not None:
+    if result.stale_plan is not None:
         data[ResultKey.STALE_PLAN] = True
-        data[PlanKey.PLAN_HASH] = report.stale_plan
-    if report.phases is not None:
-        data.update(report.phases)
+        data[PlanKey.PLAN_HASH] = result.stale_plan
+    if result.phases is not None:
+        data.update(result.phases)
     return data
 
 
-def to_json(report: Report) -> str:
+def to_json(result: Result, masker: Masker) -> str:
     """One JSON object under RESULT_MAX_BYTES, shrinking the message and warnings if needed."""
-    data = as_dict(report)
-    if report.plan is not None:
-        return report.plan.fit(data, report.secrets, RESULT_MAX_BYTES)
+    data = as_dict(result, masker)
+    if result.plan is not None:
+        return result.plan.fit(data, masker, RESULT_MAX_BYTES)
     encoded = json.dumps(data, separators=(",", ":"))
     while len(encoded.encode()) > RESULT_MAX_BYTES:
         if data[ResultKey.WARNINGS]:
@@ -101,10 +111,10 @@ def to_json(report: Report) -> str:
     return encoded
 
 
-def write_result(path: str, report: Report) -> None:
+def write_result(path: str, result: Result, masker: Masker) -> None:
     """Write the result to ``path`` (a file, or /dev/termination-log in a pod)."""
     directory = os.path.dirname(path)
     if directory and not os.path.isdir(directory):
         os.makedirs(directory, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        f.write(to_json(report))
+        f.write(to_json(result, masker))

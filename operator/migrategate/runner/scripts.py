@@ -21,8 +21,11 @@ from .errors import BadInput
 
 DEFAULT_VERSION_TABLE = "alembic_version"
 
+# A version table: (its schema, or None for the search path; its name).
+Table = tuple[Optional[str], str]
 
-class State(str, enum.Enum):
+
+class Position(str, enum.Enum):
     """Where the database stands relative to the target."""
 
     AT_TARGET = "at-target"
@@ -52,7 +55,7 @@ def load_scripts(cfg: Config) -> ScriptDirectory:
         raise BadInput(f"cannot load the Alembic scripts: {first_line(exc)}") from None
 
 
-def resolve_target(scripts: ScriptDirectory, target: str) -> tuple:
+def resolve_target(scripts: ScriptDirectory, target: str) -> tuple[str, ...]:
     """The revision ids ``target`` names (``head`` must be a single head)."""
     try:
         found = scripts.get_revisions(target)
@@ -71,32 +74,32 @@ def resolve_target(scripts: ScriptDirectory, target: str) -> tuple:
     return tuple(sorted(s.revision for s in found if s is not None))
 
 
-def ancestry(scripts: ScriptDirectory, revisions: Iterable[str]) -> set:
+def ancestry(scripts: ScriptDirectory, revisions: Iterable[str]) -> set[str]:
     """The revisions and all their ancestors."""
-    seen: set = set()
+    seen: set[str] = set()
     for revision in revisions:
         seen.update(s.revision for s in scripts.walk_revisions(base="base", head=revision))
     return seen
 
 
-def known_revisions(scripts: ScriptDirectory) -> set:
+def known_revisions(scripts: ScriptDirectory) -> set[str]:
     """Every revision id in the scripts."""
     return {s.revision for s in scripts.walk_revisions()}
 
 
-def classify(scripts: ScriptDirectory, current: Iterable[str], target: Iterable[str]) -> State:
+def compare(scripts: ScriptDirectory, current: Iterable[str], target: Iterable[str]) -> Position:
     """Compare the database's revisions with the target's."""
     current_set, target_set = set(current), set(target)
     if current_set == target_set:
-        return State.AT_TARGET
+        return Position.AT_TARGET
     if not current_set <= known_revisions(scripts):
-        return State.AHEAD
+        return Position.AHEAD
     if current_set <= ancestry(scripts, target_set):
-        return State.BEHIND
-    return State.AHEAD
+        return Position.BEHIND
+    return Position.AHEAD
 
 
-def unknown_revisions(scripts: ScriptDirectory, current: Iterable[str]) -> list:
+def unknown_revisions(scripts: ScriptDirectory, current: Iterable[str]) -> list[str]:
     """The database revisions the scripts do not know."""
     return sorted(set(current) - known_revisions(scripts))
 
@@ -123,10 +126,10 @@ def ahead_error(
 
 def pending_revisions(
     scripts: ScriptDirectory, current: Iterable[str], target: Iterable[str]
-) -> list:
+) -> list[str]:
     """Revisions an upgrade from ``current`` to ``target`` applies, oldest first."""
     done = ancestry(scripts, current)
-    ordered: list = []
+    ordered: list[str] = []
     for head in sorted(target):
         for s in scripts.walk_revisions(base="base", head=head):
             if s.revision not in done and s.revision not in ordered:
@@ -161,7 +164,7 @@ def reads_shared_connection(source: str) -> bool:
 _KWARG = r"{name}\s*=\s*(?:'([^'\n]*)'|\"([^\"\n]*)\")"
 
 
-def version_table(source: str) -> Optional[tuple]:
+def version_table(source: str) -> Optional[Table]:
     """(schema or None, table) that env.py configures, or None when it is not a plain literal.
 
     An env.py that never mentions ``version_table`` uses Alembic's default table.
@@ -182,7 +185,7 @@ def version_table(source: str) -> Optional[tuple]:
 def failing_revision(exc: BaseException, scripts: ScriptDirectory) -> Optional[str]:
     """The revision whose upgrade() raised ``exc``, from the traceback's frames."""
     by_path = {os.path.realpath(s.path): s.revision for s in scripts.walk_revisions()}
-    seen: set = set()
+    seen: set[int] = set()
     current: Optional[BaseException] = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
@@ -193,7 +196,7 @@ def failing_revision(exc: BaseException, scripts: ScriptDirectory) -> Optional[s
     return None
 
 
-def _revision_in_traceback(tb: Optional[TracebackType], by_path: dict) -> Optional[str]:
+def _revision_in_traceback(tb: Optional[TracebackType], by_path: dict[str, str]) -> Optional[str]:
     """The innermost revision file among the traceback's frames."""
     found = None
     for frame, _ in traceback.walk_tb(tb):

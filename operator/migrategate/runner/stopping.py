@@ -44,7 +44,7 @@ class StopOnSigterm:
     def __init__(self) -> None:
         self.received = False
         self.raising = True  # False once there is nothing left to stop
-        self.connections: list = []  # DBAPI connections of UNINTERRUPTIBLE_DRIVERS
+        self.connections: list[Any] = []  # DBAPI connections of UNINTERRUPTIBLE_DRIVERS
         self._previous: Any = None
         self._installed = False
         self._wakeup: Optional[int] = None  # the pipe's write end, once the helper runs

@@ -63,7 +63,7 @@ def alembic_upgrade(cfg: Config, scripts: ScriptDirectory, decider: InContext) -
     second ScriptDirectory and imports every revision file again: hundreds of ms on a long
     chain) and our ``fn``, which decides inside env.py's context and then yields the steps.
     """
-    target = decider.expected.target_spec
+    target = decider.expected.goal.destination
     environment = EnvironmentContext(
         cfg, scripts, fn=decider, as_sql=False, starting_rev=None, destination_rev=target, tag=None
     )
@@ -142,7 +142,7 @@ def _upgrade_in_greenlet(
 
 
 @contextlib.contextmanager
-def applied_on_connect(settings: dict) -> Iterator[None]:
+def applied_on_connect(settings: dict[str, str]) -> Iterator[None]:
     """Apply ``settings`` (SET name = value) to every connection a SQLAlchemy pool opens.
 
     This reaches the engines env.py makes itself, whatever the driver (psycopg, psycopg2,

@@ -1,4 +1,4 @@
-"""Derive the URL Alembic runs with from the async URL; keep passwords out of text.
+"""Derive the URL Alembic runs with from the async URL.
 
 Pure functions over ``sqlalchemy.engine.URL``: the URL is parsed and rebuilt with
 ``make_url``/``URL.set``, never edited as a string, so percent-encoded
@@ -8,17 +8,15 @@ passwords, unix-socket ``host=`` and multiple hosts survive.
 import importlib
 import importlib.util
 import math
-import re
 from collections.abc import Mapping
-from typing import Callable, Optional, Union
-from urllib.parse import quote, quote_plus, unquote
+from typing import Callable, Union
 
 from sqlalchemy.engine import URL, make_url
 
 from .contract import Driver
 from .errors import BadInput
 
-QueryValue = Union[str, tuple]
+QueryValue = Union[str, tuple[str, ...]]  # a parameter given more than once is a tuple
 
 # asyncpg-only tuning with no libpq meaning: dropping it changes nothing about what runs.
 ASYNC_ONLY_PARAMS = frozenset(
@@ -30,7 +28,6 @@ ASYNC_ONLY_PARAMS = frozenset(
         "max_cacheable_statement_size",
     }
 )
-RENAMED_PARAMS = {"ssl": "sslmode", "timeout": "connect_timeout"}
 # Parameters libpq (psycopg, psycopg2) understands as they are.
 LIBPQ_PARAMS = frozenset(
     {
@@ -140,9 +137,9 @@ def _connect_timeout(value: QueryValue) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-def libpq_query(query: Mapping[str, QueryValue]) -> dict:
+def libpq_query(query: Mapping[str, QueryValue]) -> dict[str, QueryValue]:
     """Translate an asyncpg URL's query parameters into libpq ones."""
-    out: dict = {}
+    out: dict[str, QueryValue] = {}
     for key, value in query.items():
         if key in ASYNC_ONLY_PARAMS:
             continue
@@ -175,49 +172,3 @@ def render(url: URL, show_password: bool = False) -> str:
 def escape_for_ini(value: str) -> str:
     """Escape ``%`` for alembic.ini's interpolation (``config.set_main_option``)."""
     return value.replace("%", "%%")
-
-
-def secrets_of(url: Optional[URL]) -> list:
-    """Every spelling of the URL's password that could leak into text (raw and encoded)."""
-    if url is None or not url.password:
-        return []
-    password = str(url.password)
-    spellings = {password, quote(password, safe=""), quote_plus(password), quote(password)}
-    spellings.add(_sqlalchemy_spelling(password))
-    return sorted(spellings - {""}, key=len, reverse=True)
-
-
-def _sqlalchemy_spelling(password: str) -> str:
-    """The password as SQLAlchemy renders it in a URL (it escapes fewer characters)."""
-    rendered = URL.create("postgresql", username="u", password=password, host="h")
-    text = rendered.render_as_string(hide_password=False)
-    return text[len("postgresql://u:") : -len("@h")]
-
-
-_USERINFO = re.compile(r"://([^/?#]*)@")
-
-
-def secrets_of_raw(raw: str) -> list:
-    """Best-effort password spellings from a URL string that may not even parse."""
-    match = _USERINFO.search(raw or "")
-    if not match or ":" not in match.group(1):
-        return []
-    password = match.group(1).split(":", 1)[1]
-    spellings = {password, unquote(password)} - {""}
-    return sorted(spellings, key=len, reverse=True)
-
-
-# Shorter secrets are masked only as whole words: replacing every "p" of a
-# one-letter password would garble the message and hide nothing worth hiding.
-MIN_SUBSTRING_SECRET = 4
-
-
-def mask(text: str, secrets: list) -> str:
-    """Replace every secret in ``text`` by ***."""
-    for secret in secrets:
-        if len(secret) >= MIN_SUBSTRING_SECRET:
-            text = text.replace(secret, "***")
-        elif secret:
-            word = r"(?<![A-Za-z0-9])" + re.escape(secret) + r"(?![A-Za-z0-9])"
-            text = re.sub(word, "***", text)
-    return text
