@@ -296,8 +296,8 @@ class Session:
         out: TextIO,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-    ) -> float:
-        """Take the advisory lock, waiting at most ``timeout`` seconds; return the wait.
+    ) -> None:
+        """Take the advisory lock, waiting at most ``timeout`` seconds.
 
         A fresh session cannot hold the lock yet: if it does, the server session is shared
         with another client (a transaction-mode pooler), whose lock it would just reuse.
@@ -321,4 +321,3 @@ class Session:
                 told = True
             sleep(min(delay, max(timeout - waited, 0.0)))
             delay = min(delay * 2, LOCK_POLL_MAX)
-        return clock() - started

@@ -75,7 +75,7 @@ class InContext:
             return ()
         if self.position == Position.AT_TARGET:
             return ()
-        goal.ensure_ready(scripts, self.heads_before)  # --phase contract waits for expand
+        goal.ensure_ready(scripts, self.heads_before)  # --phase contract: expand must be done
         # Resolved now, so a bad target fails here rather than halfway through the steps.
         steps = scripts._upgrade_revs(goal.destination, heads)
         return self._run_then_read_heads(steps, context)

@@ -129,10 +129,6 @@ class Goal:
             return Position.AT_TARGET
         return Position.BEHIND if have < need else Position.AHEAD
 
-    def reached(self, scripts: ScriptDirectory, heads: Iterable[str]) -> bool:
-        """True if the database with these heads is where this run should leave it."""
-        return self.position(scripts, heads) == Position.AT_TARGET
-
     def pending(self, scripts: ScriptDirectory, current: Iterable[str]) -> list[str]:
         """The revisions this run applies from ``current``, oldest first."""
         current = tuple(current)

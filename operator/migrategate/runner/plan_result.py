@@ -8,7 +8,7 @@ entries had to go. Stdlib only, Python >= 3.9.
 """
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -28,7 +28,7 @@ JSONObject = dict[str, Any]  # a result, or part of one, before json.dumps
 
 MAX_REASON_CHARS = 300
 SHORT_REASON_CHARS = 80
-MAX_PENDING_LISTED = 20
+MAX_REVISIONS_LISTED = 20  # in each revision list of a result
 SHORT_MESSAGE_CHARS = 256
 
 
@@ -73,12 +73,12 @@ def most_severe_first(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: -severity_rank(f.severity))
 
 
-def clip_pending(pending: list[str]) -> list[str]:
-    """At most MAX_PENDING_LISTED revision ids: the first ones and a "... N more" entry."""
-    if len(pending) <= MAX_PENDING_LISTED:
-        return list(pending)
-    kept = MAX_PENDING_LISTED - 1
-    return list(pending[:kept]) + [f"... {len(pending) - kept} more"]
+def clip_revisions(revisions: Sequence[str]) -> list[str]:
+    """At most MAX_REVISIONS_LISTED revision ids: the first ones and a "... N more" entry."""
+    if len(revisions) <= MAX_REVISIONS_LISTED:
+        return list(revisions)
+    kept = MAX_REVISIONS_LISTED - 1
+    return list(revisions[:kept]) + [f"... {len(revisions) - kept} more"]
 
 
 def plan_keys(plan: PlanResult, masker: Masker) -> JSONObject:
@@ -89,7 +89,7 @@ def plan_keys(plan: PlanResult, masker: Masker) -> JSONObject:
 
     return {
         PlanKey.PLAN_HASH: plan.plan_hash,
-        PlanKey.PENDING_REVISIONS: clip_pending(plan.pending),
+        PlanKey.PENDING_REVISIONS: clip_revisions(plan.pending),
         PlanKey.STATEMENT_COUNT: plan.statement_count,
         PlanKey.FINDING_COUNTS: plan.counts(),
         PlanKey.FINDINGS: [finding_entry(f) for f in most_severe_first(plan.findings)],
@@ -112,11 +112,16 @@ def _size(data: JSONObject) -> int:
     return len(_encode(data).encode())
 
 
-def _drop_last_finding(data: JSONObject) -> bool:
-    if not data[PlanKey.FINDINGS]:
-        return False
-    data[PlanKey.FINDINGS] = data[PlanKey.FINDINGS][:-1]
-    return True
+def _drop_last(key: str) -> Callable[[JSONObject], bool]:
+    """A step that drops the last entry of the list under ``key`` (False once there is none)."""
+
+    def step(data: JSONObject) -> bool:
+        if not data.get(key):
+            return False
+        data[key] = data[key][:-1]
+        return True
+
+    return step
 
 
 def _shorten_reasons(data: JSONObject) -> bool:
@@ -131,20 +136,6 @@ def _shorten_reasons(data: JSONObject) -> bool:
         data[PlanKey.LINT_REASON] = clip(reason, SHORT_REASON_CHARS)
         changed = True
     return changed
-
-
-def _drop_last_unrenderable(data: JSONObject) -> bool:
-    if not data[PlanKey.UNRENDERABLE]:
-        return False
-    data[PlanKey.UNRENDERABLE] = data[PlanKey.UNRENDERABLE][:-1]
-    return True
-
-
-def _drop_warning(data: JSONObject) -> bool:
-    if not data.get(ResultKey.WARNINGS):
-        return False
-    data[ResultKey.WARNINGS] = data[ResultKey.WARNINGS][:-1]
-    return True
 
 
 def _trim_message(data: JSONObject) -> bool:
@@ -178,11 +169,11 @@ def _shorten_pending(data: JSONObject) -> bool:
 # Least important first: each step makes the JSON smaller or reports it cannot.
 SHRINK_STEPS: tuple[Callable[[JSONObject], bool], ...] = (
     _shorten_reasons,
-    _drop_warning,  # stdout has them all
+    _drop_last(ResultKey.WARNINGS),  # stdout has them all
     _trim_message,
-    _drop_last_finding,  # findings are most severe first, so the lowest go first
+    _drop_last(PlanKey.FINDINGS),  # findings are most severe first, so the lowest go first
     _halve_message,
-    _drop_last_unrenderable,
+    _drop_last(PlanKey.UNRENDERABLE),
     _shorten_pending,
 )
 

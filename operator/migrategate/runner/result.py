@@ -2,16 +2,16 @@
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 from .contract import RESULT_MAX_BYTES, ExitCode, PlanKey, ResultKey
+from .lint import clip
 from .masking import Masker
-from .plan_result import JSONObject, PlanResult
+from .plan_result import JSONObject, PlanResult, clip_revisions
 
 MAX_MESSAGE_CHARS = 1024
-MAX_LIST_ITEMS = 20
 
 
 @dataclass(frozen=True)
@@ -52,31 +52,19 @@ class Result:
         return replace(self, warnings=self.warnings + texts)
 
 
-def _clip(text: str, limit: int) -> str:
-    """Cut ``text`` to ``limit`` characters."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _clip_list(items: Sequence[str]) -> list[str]:
-    """Keep at most MAX_LIST_ITEMS entries, saying how many were left out."""
-    if len(items) <= MAX_LIST_ITEMS:
-        return list(items)
-    return list(items[: MAX_LIST_ITEMS - 1]) + [f"... {len(items) - MAX_LIST_ITEMS + 1} more"]
-
-
 def as_dict(result: Result, masker: Masker) -> JSONObject:
     """The result object, masked and clipped, keyed by ``contract.ResultKey``."""
 
     def clean(text: str) -> str:
-        return _clip(masker(text), MAX_MESSAGE_CHARS)
+        return clip(masker(text), MAX_MESSAGE_CHARS)
 
     data: JSONObject = {
         ResultKey.OUTCOME: result.outcome,
         ResultKey.EXIT_CODE: int(result.exit_code),
-        ResultKey.FROM_REVISIONS: _clip_list(result.from_revisions),
-        ResultKey.TO_REVISIONS: _clip_list(result.to_revisions),
-        ResultKey.TARGET_REVISIONS: _clip_list(result.target_revisions),
-        ResultKey.APPLIED_REVISIONS: _clip_list(result.applied_revisions),
+        ResultKey.FROM_REVISIONS: clip_revisions(result.from_revisions),
+        ResultKey.TO_REVISIONS: clip_revisions(result.to_revisions),
+        ResultKey.TARGET_REVISIONS: clip_revisions(result.target_revisions),
+        ResultKey.APPLIED_REVISIONS: clip_revisions(result.applied_revisions),
         ResultKey.FAILED_REVISION: result.failed_revision,
         ResultKey.DURATION_SECONDS: round(result.duration_seconds, 3),
         ResultKey.ERROR_CLASS: result.error_class,
@@ -104,7 +92,7 @@ def to_json(result: Result, masker: Masker) -> str:
         if data[ResultKey.WARNINGS]:
             data[ResultKey.WARNINGS] = data[ResultKey.WARNINGS][:-1]
         else:
-            data[ResultKey.MESSAGE] = _clip(
+            data[ResultKey.MESSAGE] = clip(
                 data[ResultKey.MESSAGE], len(data[ResultKey.MESSAGE]) // 2
             )
         encoded = json.dumps(data, separators=(",", ":"))
