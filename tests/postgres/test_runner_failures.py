@@ -326,9 +326,9 @@ def test_password_in_env_py_errors_is_masked_everywhere(
 ) -> None:
     import io
 
-    from migrategate.runner import commands
     from migrategate.runner.errors import MigrationFailed
     from migrategate.runner.masking import Masker
+    from migrategate.runner.migrate import migrate
     from migrategate.runner.settings import Settings
 
     db = pg_server.create_database(owner=pgserver.SPECIAL_USER)
@@ -344,6 +344,6 @@ def test_password_in_env_py_errors_is_masked_everywhere(
     # In-process, the exception object itself is masked too.
     monkeypatch.chdir(app)
     with pytest.raises(MigrationFailed) as raised:
-        commands.migrate(Settings(), {"DATABASE_URL": url}, io.StringIO(), Masker.for_url(url))
+        migrate(Settings(), {"DATABASE_URL": url}, io.StringIO(), Masker.for_url(url))
     kit.assert_no_password(str(raised.value), raised.value.message, repr(raised.value.args))
     pg_server.drop_database(db)

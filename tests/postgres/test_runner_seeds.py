@@ -116,8 +116,8 @@ def test_fast_path_is_one_connection_and_one_query(
     """In-process, counted with SQLAlchemy's own events (dialect set-up queries are not ours)."""
     import io
 
-    from migrategate.runner import commands
     from migrategate.runner.masking import Masker
+    from migrategate.runner.migrate import migrate
     from migrategate.runner.settings import Settings
     from sqlalchemy import event
     from sqlalchemy.engine import Engine
@@ -141,7 +141,7 @@ def test_fast_path_is_one_connection_and_one_query(
     event.listen(Pool, "connect", on_connect)
     monkeypatch.chdir(app)
     try:
-        result = commands.migrate(Settings(), {"DATABASE_URL": url}, io.StringIO(), Masker())
+        result = migrate(Settings(), {"DATABASE_URL": url}, io.StringIO(), Masker())
     finally:
         event.remove(Engine, "before_cursor_execute", on_execute)
         event.remove(Pool, "connect", on_connect)

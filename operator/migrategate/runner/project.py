@@ -8,6 +8,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
+from .contract import IfAhead
 from .errors import Failure, RunnerError
 from .masking import Masker
 from .phases import Goal, resolve_goal
@@ -16,6 +17,8 @@ from .scripts import (
     DEFAULT_VERSION_TABLE,
     Position,
     Table,
+    ahead_error,
+    ahead_message,
     env_py_source,
     load_config,
     load_scripts,
@@ -99,3 +102,13 @@ def prepare(
         raise
     phases = project.goal.describe()
     return database, project, replace(known, target_revisions=project.target, phases=phases)
+
+
+def when_ahead(
+    settings: Settings, project: Project, current: Sequence[str], known: Result
+) -> Result:
+    """The database holds revisions the image does not know (or is past the target)."""
+    if settings.if_ahead == IfAhead.FAIL.value:
+        raise ahead_error(project.scripts, current, project.target)
+    text = ahead_message(project.scripts, current, project.target)
+    return known.warned(text).up_to_date(text)

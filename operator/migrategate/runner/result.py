@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Optional
 
-from .contract import RESULT_MAX_BYTES, ExitCode, PlanKey, ResultKey
+from .contract import RESULT_MAX_BYTES, ExitCode, Outcome, PlanKey, ResultKey
 from .lint import clip
 from .masking import Masker
 from .plan_result import JSONObject, PlanResult, clip_revisions
@@ -50,6 +50,10 @@ class Result:
     def warned(self, *texts: str) -> "Result":
         """This result with more warnings."""
         return replace(self, warnings=self.warnings + texts)
+
+    def up_to_date(self, message: str) -> "Result":
+        """This result of a run that had nothing to do."""
+        return replace(self, outcome=Outcome.UP_TO_DATE.value, message=message)
 
 
 def as_dict(result: Result, masker: Masker) -> JSONObject:
