@@ -19,7 +19,7 @@ class Result:
     """What a command found and did.
 
     A command returns it; a failed command's error carries the part it had found
-    (``RunnerError.result``) and the CLI adds the failure to that.
+    (``errors.Failure.result``) and the CLI adds the failure to that.
     """
 
     outcome: str = ""
@@ -35,9 +35,8 @@ class Result:
     driver: Optional[str] = None
     lock_attempts: int = 0  # runs of the upgrade (more than 1 after a lock_timeout)
     stale_plan: Optional[str] = None  # `migrate --plan-hash` refused: what the SQL hashes to now
-    phases: Optional[dict[str, Any]] = (
-        None  # contract.PhaseKey -> value, once the scripts were read
-    )
+    # contract.PhaseKey -> value, once the scripts were read
+    phases: Optional[dict[str, Any]] = None
     plan: Optional[PlanResult] = None  # `plan`: its keys join the result
     duration_seconds: float = 0.0  # the CLI times the whole run
     runner_version: str = ""
