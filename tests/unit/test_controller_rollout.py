@@ -77,9 +77,13 @@ def test_a_terminating_old_pod_still_counts():
     assert not got.done and "1 pod(s) of another image" in got.message
 
 
-def test_an_ended_old_pod_does_not_count():
+def test_an_ended_old_pod_does_not_count_unless_it_is_being_deleted():
     got = progress(deployment(), [app_pod("new", NEW), app_pod("evicted", OLD, phase="Failed")])
     assert got.done
+    # A deleted pod whose containers stopped gets its final phase before the API removes it:
+    # it counts until it is gone.
+    stopping = app_pod("old", OLD, phase="Failed", deleting=True)
+    assert not progress(deployment(), [app_pod("new", NEW), stopping]).done
 
 
 def test_a_scale_up_during_the_wait_is_not_mistaken_for_the_end():

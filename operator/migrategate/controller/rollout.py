@@ -9,8 +9,10 @@ until no pod of an older image can still use what the contract phase drops:
   migrategate.io/migration annotation runs another image.
 
 A pod counts until it is gone from the API, terminating ones included: a pod in its
-grace period may still be finishing requests against the old columns. Pods that have
-ended (phase Succeeded or Failed, e.g. evicted) hold no connection and do not count.
+grace period may still be finishing requests against the old columns, and one whose
+containers have stopped is gone a moment later (the kubelet sets a deleted pod's final
+phase before the API removes it). Pods that ended and stay (phase Succeeded or Failed
+without a deletion under way, e.g. evicted) hold no connection and do not count.
 migration_reconciler.py reads the facts; migration_decision.py acts on the progress.
 """
 
@@ -34,6 +36,12 @@ class PodImages:
     images: frozenset[str]  # every container's and init container's image
     migration: str | None  # its migrategate.io/migration annotation
     ended: bool  # phase Succeeded or Failed
+    deleting: bool = False  # deletionTimestamp set: it counts until the API removes it
+
+    @property
+    def counts(self) -> bool:
+        """Whether it may still run old code: any pod but one that ended and stays."""
+        return self.deleting or not self.ended
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,7 @@ def _deployment_wait(image: str, d: DeploymentFacts) -> str | None:
 
 
 def _other_image(image: str, pods: Sequence[PodImages]) -> list[str]:
-    return sorted(p.name for p in pods if not p.ended and image not in p.images)
+    return sorted(p.name for p in pods if p.counts and image not in p.images)
 
 
 def _count(names: Sequence[str], image: str) -> str:
@@ -119,6 +127,7 @@ def pod_images(body: Mapping[str, Any]) -> PodImages:
         images=frozenset(str(x["image"]) for x in containers if x.get("image")),
         migration=(meta.get("annotations") or {}).get(c.ANNOTATION_MIGRATION) or None,
         ended=(body.get("status") or {}).get("phase") in ENDED_POD_PHASES,
+        deleting=bool(meta.get("deletionTimestamp")),
     )
 
 
