@@ -51,6 +51,21 @@ def job(
     }
 
 
+def migration(spec, status=None, annotations=None, generation=1):
+    """The DatabaseMigration shop in ns1, as the API returns it."""
+    return {
+        "metadata": {
+            "name": "shop",
+            "namespace": "ns1",
+            "uid": "u1",
+            "generation": generation,
+            "annotations": annotations or {},
+        },
+        "spec": spec,
+        "status": status or {},
+    }
+
+
 def result(exit_code=0, **extra):
     out = {
         "outcome": "Succeeded" if exit_code == 0 else "Failed",

@@ -3,7 +3,7 @@
 import json
 from datetime import UTC, datetime
 
-from controller_objects import job, pod
+from controller_objects import job, migration, pod
 from migrategate.api import constants as c
 from migrategate.api.models import ApprovalSpec, DatabaseMigrationSpec
 from migrategate.controller import approval
@@ -52,18 +52,8 @@ def planned(high=1, medium=0, lint="Linted", unrenderable=0, outcome="Planned", 
     return json.dumps(out)
 
 
-def body(spec=None, annotations=None, status=None):
-    return {
-        "metadata": {
-            "name": "shop",
-            "namespace": "ns1",
-            "uid": "u1",
-            "generation": 1,
-            "annotations": annotations or {},
-        },
-        "spec": spec or SPEC,
-        "status": status or {},
-    }
+def body(spec=None, status=None, annotations=None, generation=1):
+    return migration(spec or SPEC, status, annotations, generation)
 
 
 def plan_job(state="complete", attempt=1, name=PLAN_JOB):

@@ -3,7 +3,7 @@
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from controller_objects import T1, job, pod, result
+from controller_objects import T1, job, migration, pod, result
 from migrategate.api import constants as c
 from migrategate.api.models import DatabaseMigrationSpec
 from migrategate.controller import expand_contract
@@ -33,18 +33,8 @@ PHASED = {
 }
 
 
-def body(spec=None, status=None, annotations=None):
-    return {
-        "metadata": {
-            "name": "shop",
-            "namespace": "ns1",
-            "uid": "u1",
-            "generation": 1,
-            "annotations": annotations or {},
-        },
-        "spec": spec or SPEC,
-        "status": status or {},
-    }
+def body(spec=None, status=None, annotations=None, generation=1):
+    return migration(spec or SPEC, status, annotations, generation)
 
 
 def expanded(**extra):

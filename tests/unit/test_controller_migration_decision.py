@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
-from controller_objects import T0, T1, job, pod, result
+from controller_objects import T0, T1, job, migration, pod, result
 from migrategate.api import constants as c
 from migrategate.api.models import DatabaseMigrationSpec
 from migrategate.controller.facts import job_facts, pod_facts
@@ -20,17 +20,7 @@ CHASH = content_hash(DatabaseMigrationSpec.model_validate(SPEC))
 
 
 def body(spec=None, status=None, annotations=None, generation=1):
-    return {
-        "metadata": {
-            "name": "shop",
-            "namespace": "ns1",
-            "uid": "u1",
-            "generation": generation,
-            "annotations": annotations or {},
-        },
-        "spec": spec or SPEC,
-        "status": status or {},
-    }
+    return migration(spec or SPEC, status, annotations, generation)
 
 
 def run(b, jobs=(), pods=(), now=NOW):

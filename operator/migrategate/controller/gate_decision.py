@@ -63,16 +63,21 @@ def has_gate(spec: Mapping[str, Any]) -> bool:
     return any(g.get("name") == c.SCHEDULING_GATE for g in spec.get("schedulingGates") or [])
 
 
+def container_images(spec: Mapping[str, Any]) -> frozenset[str]:
+    """Every container's and init container's image of a pod spec, as written."""
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return frozenset(str(x["image"]) for x in containers if x.get("image"))
+
+
 def gated_pod(body: Mapping[str, Any]) -> GatedPod:
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
-    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
     return GatedPod(
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
         uid=str(meta.get("uid") or ""),
         migration=(meta.get("annotations") or {}).get(c.ANNOTATION_MIGRATION) or None,
-        images=frozenset(str(x["image"]) for x in containers if x.get("image")),
+        images=container_images(spec),
         gated=has_gate(spec),
         created=_parse_time(meta.get("creationTimestamp")),
     )

@@ -257,15 +257,8 @@ class _Context:
         fields = {
             **self._base(),
             **(extra or {}),
-            "jobName": name,
             "attempts": attempt,
-            "startedAt": iso(self.obs.now),
-            # A new attempt: the last attempt's details no longer describe it.
-            "nextAttemptAt": None,
-            "finishedAt": None,
-            "durationSeconds": None,
-            "appliedRevisions": None,
-            "warnings": None,
+            **_new_attempt(name, self.obs.now),
             "phases": None,  # known again from this Job's result
         }
         state = Standing(Phase.RUNNING, "JobRunning", _running(name, attempt), reconciling=True)
@@ -387,17 +380,7 @@ class _Context:
         fields["phases"]["contract"] = phase_entry(
             PhaseState.RUNNING, name, contract.get("targetRevisions")
         )
-        fields.update(
-            {
-                "jobName": name,
-                "startedAt": iso(self.obs.now),
-                "nextAttemptAt": None,
-                "finishedAt": None,
-                "durationSeconds": None,
-                "appliedRevisions": None,
-                "warnings": None,
-            }
-        )
+        fields.update(_new_attempt(name, self.obs.now))
         msg = f"contract Job {name} is running (attempt {attempt}): the rollout has finished"
         state = Standing(Phase.RUNNING, c.REASON_CONTRACT_RUNNING, msg, reconciling=True)
         plan = _finish(self.obs, self.cfg, self.previous, fields, state, None)
@@ -543,6 +526,19 @@ class _Context:
                 ("Warning", "ApprovalIgnored", approval.ignored_message(approved, phash))
             )
         return plan
+
+
+def _new_attempt(job_name: str, now: datetime) -> dict[str, Any]:
+    """Status fields of a Job just created: the last attempt's details no longer describe it."""
+    return {
+        "jobName": job_name,
+        "startedAt": iso(now),
+        "nextAttemptAt": None,
+        "finishedAt": None,
+        "durationSeconds": None,
+        "appliedRevisions": None,
+        "warnings": None,
+    }
 
 
 def _expanded(status: Mapping[str, Any]) -> bool:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrategate.api import constants as c
+from migrategate.controller.gate_decision import container_images
 
 ENDED_POD_PHASES = ("Succeeded", "Failed")
 MAX_NAMED_PODS = 3  # pods named in a waiting message; the count stays exact
@@ -120,11 +121,9 @@ def _count(names: Sequence[str], image: str) -> str:
 
 def pod_images(body: Mapping[str, Any]) -> PodImages:
     meta = body.get("metadata") or {}
-    spec = body.get("spec") or {}
-    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
     return PodImages(
         name=str(meta.get("name") or ""),
-        images=frozenset(str(x["image"]) for x in containers if x.get("image")),
+        images=container_images(body.get("spec") or {}),
         migration=(meta.get("annotations") or {}).get(c.ANNOTATION_MIGRATION) or None,
         ended=(body.get("status") or {}).get("phase") in ENDED_POD_PHASES,
         deleting=bool(meta.get("deletionTimestamp")),
