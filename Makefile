@@ -42,7 +42,7 @@ system-deps:
 cluster-binaries: system-deps
 	bash tests/cluster/build.sh
 
-# mypy: strict for api/ and controller/, defaults for runner/ (pyproject.toml [tool.mypy]).
+# mypy: strict for api/, controller/ and runner/ (pyproject.toml [tool.mypy]).
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
