@@ -32,6 +32,7 @@ from pathlib import Path
 import pgserver
 
 BIN = Path(sys.executable).parent
+RUNNER_SRC = "MIGRATEGATE_BENCH_RUNNER_SRC"
 GOALS = {"no-op": 0.8, "chain": 1.10}
 HEADER = (
     "| scenario | migrategate (median s) | alembic (median s) | ratio | goal | met | CPU ratio |"
@@ -159,11 +160,19 @@ def build_project(root: Path, chain: int) -> Path:
 
 
 def commands(pg: pgserver.PgServer, db: str) -> dict[str, tuple[list[str], dict[str, str]]]:
-    """The two contenders, each with the environment its users give it."""
+    """The two contenders, each with the environment its users give it.
+
+    With $MIGRATEGATE_BENCH_RUNNER_SRC (a checkout's ``operator`` folder) migrategate
+    runs that checkout's runner instead of the installed one (on its PYTHONPATH):
+    to measure a commit while the installed, editable one is being changed."""
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DATABASE_URL": pg.url(db)}
     sync = pg.url(db, driver="postgresql+psycopg")
+    src = os.environ.get(RUNNER_SRC)
     return {
-        "migrategate": ([str(BIN / "migrategate"), "migrate"], base),
+        "migrategate": (
+            [str(BIN / "migrategate"), "migrate"],
+            {**base, "PYTHONPATH": src} if src else base,
+        ),
         "alembic": (
             [str(BIN / "alembic"), "upgrade", "head"],
             {**base, "DATABASE_URL_SYNC": sync, "PYTHONPATH": "."},
