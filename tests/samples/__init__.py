@@ -43,7 +43,12 @@ EXPAND_CONTRACT_VERSIONS: dict[str, tuple[tuple[str, ...], str, str | None]] = {
     "ec-v2": (("v1", "ec-v2"), "0004", "0004c"),
     # + 0005 add created_at | contract 0005c (after 0004c, depends_on 0005): drop items.slug
     "ec-v3": (("v1", "ec-v2", "ec-v3"), "0005", "0005c"),
+    # ec-v2 whose contract revision 0004c fails (division by zero): a failed contract phase
+    "ec-v2-contract-broken": (("v1", "ec-v2", "ec-v2-contract-broken"), "0004", "0004c"),
 }
+
+# Every image version the cluster tests build (imagebuild, kind): both tables.
+IMAGE_VERSIONS: tuple[str, ...] = (*VERSIONS, *EXPAND_CONTRACT_VERSIONS)
 
 # A test that holds this advisory lock (pg_advisory_lock) keeps revision 0004 of
 # v2/v3 waiting until it lets go: a migration that is as slow as the test wants.

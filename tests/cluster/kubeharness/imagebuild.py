@@ -711,7 +711,7 @@ class ImageBuilder:
         images += [self._app_base_image(stack) for stack in STACKS]
         with tempfile.TemporaryDirectory(prefix="migrategate-app-") as tmp:
             for style in samples.STYLES:
-                for version in samples.VERSIONS:
+                for version in samples.IMAGE_VERSIONS:
                     project = materialize_project(style, version, Path(tmp) / style / version, {})
                     images += [self._app_spec(style, version, f, project) for f in FLAVOURS]
         return images
