@@ -1,7 +1,8 @@
 """The Argo CD health check's testdata is what the operator really writes.
 
 Each case drives a DatabaseMigration into one state on the real cluster (migrated,
-stalled on bad input, retrying a transient failure, suspended), reads it back,
+stalled on bad input, retrying a transient failure, suspended; between the expand and
+the contract phase, a contract awaiting approval, a failed contract), reads it back,
 normalises what changes from run to run (times, uids, the image, the content
 hash) and compares it with argocd/resource_customizations/.../testdata/<case>.yaml;
 health.lua, run on the live object, must give what health_test.yaml expects.
@@ -13,14 +14,17 @@ capture is never mistaken for a check).
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kubeharness.wait import eventually
+from migrategate.api import constants as c
 from operatorkit import Cluster
 
 HEALTH = Path(__file__).resolve().parents[2] / (
@@ -85,31 +89,78 @@ def settle(cluster: Cluster, name: str, phase: str, reason: str) -> dict[str, An
     return eventually(check, timeout=180, interval=0.3)
 
 
+@dataclass(frozen=True)
+class Case:
+    spec: dict[str, Any]  # spec changes
+    phase: str
+    reason: str  # Ready's
+    version: str = "v1"  # of the sample image
+    old_pod: bool = False  # a pod of another image that names the migration (a rollout under way)
+
+
 CASES = {
-    # case: (spec changes, phase, Ready's reason)
-    "healthy": ({}, "Succeeded", "Succeeded"),
-    "degraded_bad_input": ({"alembic": {"target": "nope"}}, "Failed", "BadInput"),
-    "progressing_retrying": (
+    "healthy": Case({}, "Succeeded", "Succeeded"),
+    "degraded_bad_input": Case({"alembic": {"target": "nope"}}, "Failed", "BadInput"),
+    "progressing_retrying": Case(
         {"retry": {"limit": 5, "backoffSeconds": 3600, "maxBackoffSeconds": 3600}},
         "Pending",
         "Retrying",
     ),
-    "suspended": ({"suspend": True}, "Pending", "Suspended"),
+    "suspended": Case({"suspend": True}, "Pending", "Suspended"),
+    # Expand and contract (docs/expand-contract.md): between the phases, and after.
+    "progressing_waiting_for_rollout": Case(
+        {}, "Running", "WaitingForRollout", "ec-v2", old_pod=True
+    ),
+    "suspended_awaiting_contract": Case(
+        {"contract": {"policy": "Manual"}}, "AwaitingApproval", "AwaitingContractApproval", "ec-v2"
+    ),
+    "degraded_contract_failed": Case({}, "Failed", "MigrationFailed", "ec-v2-contract-broken"),
 }
+
+
+def old_pod(cluster: Cluster) -> None:
+    """A pod of another image carrying the migration's annotation; gated, so it never runs."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "old-app", "annotations": {c.ANNOTATION_MIGRATION: "shop"}},
+        "spec": {
+            "schedulingGates": [{"name": c.SCHEDULING_GATE}],
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "busybox",
+                    "command": ["sleep", "3600"],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_testdata_is_the_status_the_operator_writes(
     case: str, cluster: Cluster, operator, app_image, pg
 ) -> None:
-    spec, phase, reason = CASES[case]
+    spec, phase, reason = CASES[case].spec, CASES[case].phase, CASES[case].reason
     db = pg.create_database()
     if case == "progressing_retrying":  # nothing listens there: exit 3, a transient failure
         url = pg.url(db).replace(f":{pg.port}/", ":1/")
     else:
         url = pg.url(db)
     cluster.secret("db", url)
-    image = app_image(STYLE, "v1")
+    if CASES[case].old_pod:
+        old_pod(cluster)
+    image = app_image(STYLE, CASES[case].version)
     cluster.migration("shop", image, "db", **spec)
     live = settle(cluster, "shop", phase, reason)
 
