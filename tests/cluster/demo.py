@@ -8,7 +8,13 @@ example app chart at v1, and upgrades it to v2, showing the DatabaseMigration
 and the pods as they go: the v2 pods wait behind their scheduling gate until
 v2's schema is migrated.
 
-    make demo    # or: PYTHONPATH=tests python tests/cluster/demo.py [--keep]
+    make demo    # or: PYTHONPATH=tests python tests/cluster/demo.py [--keep] [--expand-contract]
+
+With --expand-contract (make demo DEMO_ARGS=--expand-contract) the app goes from ec-v1 to
+ec-v2 instead, which renames items.name to items.title in two halves
+(docs/expand-contract.md): the expand half before the new pods start, the contract half
+(dropping items.name) only once the last ec-v1 pod is gone. Every pod keeps reading and
+writing its own column all along.
 """
 
 from __future__ import annotations
@@ -56,6 +62,29 @@ while True:
     time.sleep(3600)
 """
 
+# --expand-contract: each version reads and writes its own column every second, all along;
+# an error ends the pod (a restart would show in the demo's pod lines).
+APP_EC = """
+import asyncio, os, sys
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+COLUMN = {"ec-v1": "name", "ec-v2": "title"}[sys.argv[1]]
+async def serve():
+    engine = create_async_engine(os.environ["DATABASE_URL"], poolclass=NullPool)
+    first = True
+    while True:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"UPDATE items SET {COLUMN} = 'demo' WHERE id = 1"))
+            await conn.execute(text(f"SELECT {COLUMN} FROM items LIMIT 1"))
+            rev = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        if first:
+            print(f"app {sys.argv[1]} serving on items.{COLUMN} (schema {rev})", flush=True)
+            first = False
+        await asyncio.sleep(1)
+asyncio.run(serve())
+"""
+
 
 def say(text: str) -> None:
     print(f"\n==> {text}", flush=True)
@@ -67,9 +96,15 @@ def ensure_binaries() -> None:
         subprocess.run(["bash", str(REPO / "tests/cluster/build.sh")], check=True)
 
 
-def app_images(images: NodeImages) -> dict[str, str]:
-    """The app image at v1 and v2: a sample Alembic project plus the app's own serve.py."""
-    return {v: images.app(STYLE, v, files={"serve.py": APP}) for v in ("v1", "v2")}
+# The two versions the demo releases, and their serve.py: by --expand-contract.
+DEMO_APPS = {False: (("v1", "v2"), APP), True: (("ec-v1", "ec-v2"), APP_EC)}
+
+
+def app_images(images: NodeImages, expand_contract: bool = False) -> dict[str, str]:
+    """The app image at v1 and v2 (or ec-v1 and ec-v2): a sample Alembic project plus the
+    app's own serve.py."""
+    versions, app = DEMO_APPS[expand_contract]
+    return {v: images.app(STYLE, v, files={"serve.py": app}) for v in versions}
 
 
 def release(cp: ControlPlane, version: str, image: str, secret: str) -> None:
@@ -99,11 +134,17 @@ def snapshot(cp: ControlPlane, labels: dict[str, str]) -> list[str]:
     """One line for the DatabaseMigration, one per pod; images shown by ``labels``."""
     dbm = json.loads(cp.kubectl("get", "dbm", RELEASE, "-n", NAMESPACE, "-o", "json"))
     st = dbm.get("status") or {}
+    phases = st.get("phases") or {}
+    halves = "".join(
+        f" {half}={(phases.get(half) or {}).get('state', '-')}" for half in phases
+    )  # only with a contract branch
     lines = [
         f"  dbm/{RELEASE}: phase={st.get('phase', '-')} image={labels.get(st.get('image'), '-')} "
         f"revision={','.join(st.get('currentRevision') or []) or '-'} "
-        f"applied={','.join(st.get('appliedRevisions') or []) or '-'}"
+        f"applied={','.join(st.get('appliedRevisions') or []) or '-'}{halves}"
     ]
+    if (phases.get("contract") or {}).get("state") == "WaitingForRollout":
+        lines.append(f"    {phases['contract'].get('message', '')}")
     pods = json.loads(cp.kubectl("get", "pods", "-n", NAMESPACE, "-o", "json"))["items"]
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         image = labels.get(pod["spec"]["containers"][0]["image"], "?")
@@ -137,8 +178,11 @@ def first_log_line(cp: ControlPlane, pod: str, timeout: float = 30) -> str:
 
 
 def rolled_out(cp: ControlPlane, image: str) -> bool:
+    """`image` migrated (both halves, with a contract branch: Ready) and rolled out."""
     dbm = json.loads(cp.kubectl("get", "dbm", RELEASE, "-n", NAMESPACE, "-o", "json"))
-    migrated = (dbm.get("status") or {}).get("migratedImage") == image
+    st = dbm.get("status") or {}
+    ready = any(x["type"] == "Ready" and x["status"] == "True" for x in st.get("conditions") or [])
+    migrated = st.get("migratedImage") == image and st.get("image") == image and ready
     done = subprocess.run(
         [
             "kubectl",
@@ -169,7 +213,7 @@ def follow(cp: ControlPlane, image: str, labels: dict[str, str], timeout: float 
     raise SystemExit(f"demo: {image} did not roll out within {timeout:.0f}s")
 
 
-def run(keep: bool) -> None:
+def run(keep: bool, expand_contract: bool = False) -> None:
     ensure_binaries()
     workdir = Path(tempfile.mkdtemp(prefix="migrategate-demo-"))
     started = time.monotonic()
@@ -177,8 +221,9 @@ def run(keep: bool) -> None:
         cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
         stack = cleanup.enter_context(localstack.running(workdir, NAMESPACE, say))
         cp, pg = stack.cp, stack.pg
-        say("Building the app's v1 and v2 images (cached after the first run)")
-        images = app_images(stack.images)
+        first, second = DEMO_APPS[expand_contract][0]
+        say(f"Building the app's {first} and {second} images (cached after the first run)")
+        images = app_images(stack.images, expand_contract)
         labels = {image: f"app:{version}" for version, image in images.items()}
         for version, image in images.items():
             print(f"  app:{version} is {image}")
@@ -187,13 +232,17 @@ def run(keep: bool) -> None:
         cp.kubectl(
             "create", "secret", "generic", SECRET, "-n", NAMESPACE, f"--from-literal=url={url}"
         )
-        for version in ("v1", "v2"):
+        for version in images:
             say(f"helm upgrade --install {RELEASE} charts/examples/app --set image.tag={version}")
             release(cp, version, images[version], SECRET)
             follow(cp, images[version], labels)
         heads = [row[0] for row in pg.execute("SELECT version_num FROM alembic_version", database)]
-        assert heads == [samples.head_of("v2")], heads
-        say(f"Done in {time.monotonic() - started:.0f}s: schema at {heads[0]}, v2 pods Ready")
+        if expand_contract:  # the contract half ran: items.name is gone
+            assert heads == [samples.phase_heads_of(second)[1]], heads
+        else:
+            assert heads == [samples.head_of(second)], heads
+        took = time.monotonic() - started
+        say(f"Done in {took:.0f}s: schema at {heads[0]}, {second} pods Ready")
         print(cp.kubectl("get", "dbm,deploy,pods", "-n", NAMESPACE))
         for pod in app_pods(cp):
             print(f"  {pod}: {first_log_line(cp, pod)}")
@@ -211,12 +260,17 @@ def run(keep: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="leave everything running until Ctrl-C")
+    parser.add_argument(
+        "--expand-contract",
+        action="store_true",
+        help="ec-v1 -> ec-v2: a rename in two halves, the drop only after the rollout",
+    )
     args = parser.parse_args(argv)
     # Clean up on `kill` as on Ctrl-C: nothing of the demo may outlive it.
     signal.signal(signal.SIGTERM, _interrupt_once)
     signal.signal(signal.SIGINT, _interrupt_once)
     try:
-        run(args.keep)
+        run(args.keep, args.expand_contract)
     except KeyboardInterrupt:
         say("Interrupted; cleaned up")
         return 130
