@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubeharness import manifests
 from kubeharness.controlplane import ControlPlane
+from kubeharness.wait import eventually
+from migrategate.api import constants as c
 
 TESTS = Path(__file__).resolve().parents[1]
 REPO = TESTS.parent
@@ -94,6 +97,28 @@ def operator_identity(
 
 OPERATOR_CHART = REPO / "charts" / "migrategate"
 CRD = REPO / "crds" / "databasemigrations.migrategate.io.yaml"
+
+
+@contextlib.contextmanager
+def restricted_namespace(cp: ControlPlane, name: str) -> Iterator[str]:
+    """A namespace under the restricted Pod Security profile, yielded once its default
+    ServiceAccount exists (pods are refused before that); deleted without waiting."""
+    cp.kubectl("create", "namespace", name)
+    cp.kubectl("label", "namespace", name, manifests.RESTRICTED_LABEL)
+    eventually(lambda: cp.kubectl("get", "serviceaccount", "default", "-n", name), timeout=30)
+    yield name
+    cp.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def apply_crd(cp: ControlPlane) -> None:
+    """The CRD from crds/, once the API server serves it."""
+    cp.kubectl("apply", "-f", str(CRD))
+
+    def served() -> None:
+        out = cp.kubectl("api-resources", "--api-group", c.GROUP, "-o", "name", check=False)
+        assert f"{c.PLURAL}.{c.GROUP}" in out, out
+
+    eventually(served, timeout=30)
 
 
 def helm(cp: ControlPlane, *args: str, check: bool = True) -> str:

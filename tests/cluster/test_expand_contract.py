@@ -25,7 +25,6 @@ import operatorproc
 import pgserver
 import pytest
 import samples
-from kubeharness import manifests as m
 from kubeharness.wait import eventually
 from migrategate.api import constants as c
 from migrationkit import REPO
@@ -73,24 +72,14 @@ def ec_images(node_images) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def ec_ns(control_plane) -> Iterator[str]:
-    name = f"ec-{uuid.uuid4().hex[:6]}"
-    control_plane.kubectl("create", "namespace", name)
-    control_plane.kubectl("label", "namespace", name, m.RESTRICTED_LABEL)
-    eventually(
-        lambda: _assert_in(
-            "serviceaccount/default", control_plane.kubectl("get", "sa", "-n", name, "-o", "name")
-        ),
-        timeout=30,
-    )
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with migrationkit.restricted_namespace(control_plane, f"ec-{uuid.uuid4().hex[:6]}") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
 def ec_operator(control_plane, ec_ns, ec_images, tmp_path_factory) -> Iterator[Any]:
     """The operator with exactly deploy/rbac.yaml's rights (it reads Deployments now)."""
-    control_plane.kubectl("apply", "-f", str(REPO / "crds/databasemigrations.migrategate.io.yaml"))
-    eventually(lambda: _crd_served(control_plane), timeout=30)
+    migrationkit.apply_crd(control_plane)
     path = tmp_path_factory.mktemp("ec-identity") / "operator.kubeconfig"
     with migrationkit.operator_identity(
         control_plane, ec_ns, path, token_args=("--duration=2h",)
@@ -105,15 +94,6 @@ def ec_operator(control_plane, ec_ns, ec_images, tmp_path_factory) -> Iterator[A
 @pytest.fixture
 def ctx(control_plane, ec_ns, ec_operator, pg, ec_images, tmp_path) -> Ctx:
     return Ctx(control_plane, ec_ns, pg, tmp_path, ec_images)
-
-
-def _crd_served(cp: Any) -> None:
-    out = cp.kubectl("api-resources", "--api-group", c.GROUP, "-o", "name", check=False)
-    assert f"{c.PLURAL}.{c.GROUP}" in out, out
-
-
-def _assert_in(needle: str, haystack: str) -> None:
-    assert needle in haystack, haystack
 
 
 # ----------------------------------------------------------------------------- helpers

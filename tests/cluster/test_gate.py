@@ -51,17 +51,8 @@ def gate_images(node_images) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def gate_ns(control_plane) -> Iterator[str]:
-    name = f"gate-{uuid.uuid4().hex[:6]}"
-    control_plane.kubectl("create", "namespace", name)
-    control_plane.kubectl("label", "namespace", name, m.RESTRICTED_LABEL)
-    eventually(
-        lambda: _assert_in(
-            "serviceaccount/default", control_plane.kubectl("get", "sa", "-n", name, "-o", "name")
-        ),
-        timeout=30,
-    )
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with migrationkit.restricted_namespace(control_plane, f"gate-{uuid.uuid4().hex[:6]}") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +71,7 @@ def operator_kubeconfig(control_plane, gate_ns, tmp_path_factory) -> Iterator[Pa
 def operator(
     control_plane, gate_ns, gate_images, operator_kubeconfig, tmp_path_factory
 ) -> Iterator[Any]:
-    control_plane.kubectl("apply", "-f", str(REPO / "crds/databasemigrations.migrategate.io.yaml"))
-    eventually(lambda: _crd_served(control_plane), timeout=30)
+    migrationkit.apply_crd(control_plane)
     log = tmp_path_factory.mktemp("gate-operator") / "operator.log"
     env = {**control_plane.env, "KUBECONFIG": str(operator_kubeconfig)}
     with operatorproc.running(env, gate_ns, log, runner_image=gate_images["runner"]) as op:
@@ -95,15 +85,6 @@ def ctx(control_plane, gate_ns, operator, pg, gate_images, tmp_path) -> Ctx:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _crd_served(cp: Any) -> None:
-    out = cp.kubectl("api-resources", "--api-group", c.GROUP, "-o", "name", check=False)
-    assert f"{c.PLURAL}.{c.GROUP}" in out, out
-
-
-def _assert_in(needle: str, haystack: str) -> None:
-    assert needle in haystack, haystack
 
 
 @dataclass
