@@ -8,7 +8,7 @@ the wire; the Python attributes are snake_case.
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -46,15 +46,13 @@ class _Model(BaseModel):
     )
 
 
-class PullPolicy(enum.StrEnum):
-    ALWAYS = "Always"
-    IF_NOT_PRESENT = "IfNotPresent"
-    NEVER = "Never"
-
-
-class RunnerMode(enum.StrEnum):
-    INJECT = "inject"
-    INSTALLED = "installed"
+# Choices the spec only carries and the controller compares: Literal, because the model
+# stores plain strings (use_enum_values). Phase and PhaseState below are emitted by name.
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+RunnerMode = Literal["inject", "installed"]
+ApprovalPolicy = Literal["Auto", "OnFindings", "Always"]
+ContractPolicy = Literal["Auto", "Manual"]
+ConditionStatus = Literal["True", "False", "Unknown"]
 
 
 class Phase(enum.StrEnum):
@@ -63,17 +61,6 @@ class Phase(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     AWAITING_APPROVAL = "AwaitingApproval"  # a plan waits for migrategate.io/approve
-
-
-class ApprovalPolicy(enum.StrEnum):
-    AUTO = "Auto"
-    ON_FINDINGS = "OnFindings"
-    ALWAYS = "Always"
-
-
-class ContractPolicy(enum.StrEnum):
-    AUTO = "Auto"
-    MANUAL = "Manual"
 
 
 class PhaseState(enum.StrEnum):
@@ -85,12 +72,6 @@ class PhaseState(enum.StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
-
-
-class ConditionStatus(enum.StrEnum):
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
 
 
 class SecretKeyRef(_Model):
@@ -134,7 +115,7 @@ class RunnerSpec(_Model):
     """How the runner gets into the pod and how it behaves."""
 
     mode: RunnerMode = Field(
-        RunnerMode.INJECT,
+        "inject",
         description="inject: an init container copies the runner from the migrategate image "
         "into the application's pod. installed: the application image has migrategate "
         "installed and runs `migrategate migrate`.",
@@ -264,7 +245,7 @@ class ApprovalSpec(_Model):
     """Whether a person approves the migration's SQL before it runs."""
 
     policy: ApprovalPolicy = Field(
-        ApprovalPolicy.AUTO,
+        "Auto",
         description="Auto: migrate at once (no plan). OnFindings: first run a plan Job "
         "(`migrategate plan`: the pending SQL rendered offline, linted, hashed) and wait for "
         "approval when it has a finding of minSeverity or above, an unrenderable revision, or "
@@ -281,7 +262,7 @@ class ContractSpec(_Model):
     """The contract phase: revisions on the contract branch run only after the rollout."""
 
     policy: ContractPolicy = Field(
-        ContractPolicy.AUTO,
+        "Auto",
         description="Auto: run the contract Job as soon as the rollout has finished. Manual: "
         "then wait for `kubectl annotate dbm/<name> migrategate.io/contract=<status.contentHash>`.",
     )

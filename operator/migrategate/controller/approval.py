@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from migrategate.api import constants as c
-from migrategate.api.models import ApprovalPolicy, ApprovalSpec
+from migrategate.api.models import ApprovalSpec
 from migrategate.runner.contract import (
     SEVERITIES,
     FindingKey,
@@ -86,11 +86,11 @@ def plan_status(
 def why_approval(approval: ApprovalSpec, result: Mapping[str, Any] | None) -> str | None:
     """Why the policy holds this plan for a person; None when it may run unattended."""
     res = result or {}
-    if approval.policy == ApprovalPolicy.AUTO.value:
+    if approval.policy == "Auto":
         return None
     if res.get(ResultKey.OUTCOME) != Outcome.PLANNED.value:
         return None  # nothing pending: nothing to approve
-    if approval.policy == ApprovalPolicy.ALWAYS.value:
+    if approval.policy == "Always":
         return "approval policy Always"
     reasons = []
     counts = res.get(PlanKey.FINDING_COUNTS) or {}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrategate.api import constants as c
-from migrategate.api.models import DatabaseMigrationSpec, JobSpec, RunnerMode, duration_seconds
+from migrategate.api.models import DatabaseMigrationSpec, JobSpec, duration_seconds
 from migrategate.runner import contract
 
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -162,14 +162,10 @@ def _flag(options: tuple[contract.Option, ...], name: str) -> str:
     return option.flag
 
 
-def command(
-    spec: DatabaseMigrationSpec,
-    plan: bool = False,
-    plan_hash: str | None = None,
-    contract_job: bool = False,
-) -> list[str]:
-    args = runner_args(spec, plan, plan_hash, contract_job)
-    if spec.runner.mode == RunnerMode.INSTALLED.value:
+def command(req: JobRequest) -> list[str]:
+    """The container command: the installed CLI or the injected entrypoint, then the args."""
+    args = runner_args(req.spec, req.plan, req.plan_hash, req.contract)
+    if req.spec.runner.mode == "installed":
         return ["migrategate", *args]
     return ["python", contract.INJECTED_ENTRYPOINT, *args]
 
@@ -223,7 +219,7 @@ def main_container(req: JobRequest) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": c.CONTAINER_NAME,
         "image": spec.image,
-        "command": command(spec, req.plan, req.plan_hash, req.contract),
+        "command": command(req),
         "env": container_env(spec),
         "securityContext": merged(RESTRICTED_CONTAINER, spec.job.security_context),
         "terminationMessagePath": RESULT_FILE,
@@ -233,7 +229,7 @@ def main_container(req: JobRequest) -> dict[str, Any]:
     _put(container, "workingDir", spec.alembic.working_dir)
     _put(container, "envFrom", copy.deepcopy(spec.job.env_from))
     _put(container, "resources", copy.deepcopy(spec.job.resources))
-    if spec.runner.mode == RunnerMode.INJECT.value:
+    if spec.runner.mode == "inject":
         container["volumeMounts"] = [
             {
                 "name": c.RUNNER_VOLUME_NAME,
@@ -307,7 +303,7 @@ def pod_spec(req: JobRequest) -> dict[str, Any]:
     ):
         _put(pod, key, copy.deepcopy(value))
     volumes: list[dict[str, Any]] = []
-    if req.spec.runner.mode == RunnerMode.INJECT.value:
+    if req.spec.runner.mode == "inject":
         pod["initContainers"] = [init_container(req)]
         volumes.append({"name": c.RUNNER_VOLUME_NAME, "emptyDir": {"sizeLimit": "64Mi"}})
     every = containers + pod.get("initContainers", [])

@@ -19,8 +19,6 @@ import pydantic
 
 from migrategate.api import constants as c
 from migrategate.api.models import (
-    ApprovalPolicy,
-    ContractPolicy,
     DatabaseMigrationSpec,
     JobSpec,
     Phase,
@@ -184,7 +182,7 @@ class _Context:
     @property
     def gated(self) -> bool:
         """spec.approval asks for a plan before each migration."""
-        return self.spec.approval.policy != ApprovalPolicy.AUTO.value
+        return self.spec.approval.policy != "Auto"
 
     @property
     def namespace(self) -> str:
@@ -352,7 +350,7 @@ class _Context:
             plan = _finish(self.obs, self.cfg, self.previous, fields, state, expand)
             plan.watch_rollout = True
             return plan
-        manual = self.spec.contract.policy == ContractPolicy.MANUAL.value
+        manual = self.spec.contract.policy == "Manual"
         annotations = (self.obs.body.get("metadata") or {}).get("annotations")
         if manual and expand_contract.contract_approval(annotations) != self.chash:
             command = expand_contract.approve_contract_command(
