@@ -45,6 +45,7 @@ from typing import Any
 import gatewatch
 import localstack
 import migrationkit
+import samples
 from kubeharness.wait import eventually
 from migrategate.api import constants as c
 
@@ -62,28 +63,13 @@ GOAL_RELEASED_P95_MS = 300  # gate: Job Complete -> the last pod that waited rel
 
 STYLE = "seed001_async_settings"
 OLD = ("v1", {})
-REVISION_0006 = '''"""add items.note
-
-Revision ID: 0006
-Revises: 0005
-"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "0006"
-down_revision = "0005"
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-    op.add_column("items", sa.Column("note", sa.Text(), nullable=True))
-
-
-def downgrade() -> None:
-    op.drop_column("items", "note")
-'''
+REVISION_0006 = samples.revision_source(
+    "0006",
+    "0005",
+    'op.add_column("items", sa.Column("note", sa.Text(), nullable=True))',
+    downgrade='op.drop_column("items", "note")',
+    doc="add items.note",
+)
 NEW = ("v3", {"alembic/versions/0006_add_note.py": REVISION_0006})
 # The app: a shell that sleeps, and exits at once on SIGTERM (so old pods go quickly).
 APP_COMMAND = ["sh", "-c", "trap 'exit 0' TERM; sleep infinity & wait"]

@@ -3,8 +3,9 @@
     PYTHONPATH=tests:tests/cluster .venv/bin/python -m bench runner -- \
         [--runs 7] [--chain 200] [--json out.json]
 
-Same project for both: a seed-000-style env.py (reads DATABASE_URL_SYNC) whose
-app package imports a moderately heavy module tree (pydantic-settings, the
+Same project for both: seed 000's own env.py (copied from
+tests/samples/seed000_env_sync_url; it reads DATABASE_URL_SYNC), with an
+app package that imports a moderately heavy module tree (pydantic-settings, the
 SQLAlchemy ORM and asyncio extension, asyncpg, 40 ORM models). Plain alembic
 gets DATABASE_URL_SYNC and PYTHONPATH=. as its users must set them;
 migrategate gets only DATABASE_URL. Each run is a fresh process, timed wall
@@ -21,6 +22,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pgserver
+import samples
 
 BIN = Path(sys.executable).parent
 RUNNER_SRC = "MIGRATEGATE_BENCH_RUNNER_SRC"
@@ -38,31 +41,8 @@ HEADER = (
     "| scenario | migrategate (median s) | alembic (median s) | ratio | goal | met | CPU ratio |"
 )
 
-ENV_PY = """import os
-from logging.config import fileConfig
-from alembic import context
-from sqlalchemy import create_engine
-
-from app.database import Base
-from app.models import *  # noqa
-
-config = context.config
-if config.config_file_name is not None:
-    fileConfig(config.config_file_name)
-target_metadata = Base.metadata
-db_url = os.getenv("DATABASE_URL_SYNC", config.get_main_option("sqlalchemy.url"))
-
-
-def run_migrations_online():
-    connectable = create_engine(db_url)
-    with connectable.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata)
-        with context.begin_transaction():
-            context.run_migrations()
-
-
-run_migrations_online()
-"""
+# The sample's file itself, not a copy kept here: the bench times the seed's env.py.
+ENV_PY = samples.SAMPLES_DIR / "seed000_env_sync_url" / "alembic" / "env.py"
 
 ALEMBIC_INI = """[alembic]
 script_location = alembic
@@ -118,24 +98,18 @@ class Model{i}(Base):
     data: Mapped[dict] = mapped_column(JSON, default=dict)
 """
 
-REVISION = '''"""revision {n}"""
-import sqlalchemy as sa
-from alembic import op
 
-revision = "{rev}"
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    op.create_table("t_{n}", sa.Column("id", sa.Integer, primary_key=True))
-    op.execute("INSERT INTO t_{n} (id) VALUES (1)")
-
-
-def downgrade():
-    op.drop_table("t_{n}")
-'''
+def revision(n: int, rev: str, down: str | None) -> str:
+    """Revision ``n`` of the chain: a table with one row."""
+    return samples.revision_source(
+        rev,
+        down,
+        f"""
+        op.create_table("t_{n}", sa.Column("id", sa.Integer, primary_key=True))
+        op.execute("INSERT INTO t_{n} (id) VALUES (1)")
+        """,
+        downgrade=f'op.drop_table("t_{n}")',
+    )
 
 
 def build_project(root: Path, chain: int) -> Path:
@@ -143,7 +117,7 @@ def build_project(root: Path, chain: int) -> Path:
     (root / "alembic" / "versions").mkdir(parents=True)
     (root / "app").mkdir()
     (root / "alembic.ini").write_text(ALEMBIC_INI)
-    (root / "alembic" / "env.py").write_text(ENV_PY)
+    shutil.copy(ENV_PY, root / "alembic" / "env.py")
     (root / "app" / "__init__.py").write_text("")
     (root / "app" / "database.py").write_text(DATABASE_PY)
     models = "from sqlalchemy import JSON, Integer, String\n"
@@ -153,8 +127,7 @@ def build_project(root: Path, chain: int) -> Path:
     down = None
     for n in range(1, chain + 1):
         rev = f"r{n:04d}"
-        text = REVISION.format(n=n, rev=rev, down=down)
-        (root / "alembic" / "versions" / f"{rev}.py").write_text(text)
+        (root / "alembic" / "versions" / f"{rev}.py").write_text(revision(n, rev, down))
         down = rev
     return root
 

@@ -202,18 +202,6 @@ def test_no_contract_branch_behaves_as_today(pg_server: pgserver.PgServer, tmp_p
             pg.drop_database(db)
 
 
-BRANCH = """
-revision = "{rev}"
-down_revision = "{down}"
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    pass
-"""
-
-
 @pytest.mark.parametrize(
     ("version", "branch", "message"),
     [
@@ -237,7 +225,7 @@ def test_multiple_heads_outside_the_pattern_are_bad_input(
 ) -> None:
     app = samples.materialize("seed004_ini_url", version, tmp_path / "app")
     rev, down = branch
-    (samples.versions_dir(app) / f"{rev}.py").write_text(BRANCH.format(rev=rev, down=down))
+    (samples.versions_dir(app) / f"{rev}.py").write_text(samples.revision_source(rev, down))
     args = ("--phase", phase) if phase else ()
     for command in ("migrate", "check", "wait") if phase is None else ("migrate",):
         done = kit.run(app, kit.base_env(pg_server.url(pg_database)), command, *args)

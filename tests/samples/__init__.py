@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import shutil
+import textwrap
 from pathlib import Path
 
 SAMPLES_DIR = Path(__file__).resolve().parent
@@ -109,3 +110,45 @@ def phase_heads_of(version: str) -> tuple[str, str | None]:
     """(expand head, contract head or None) of an expand/contract image version."""
     _, expand, contract = EXPAND_CONTRACT_VERSIONS[version]
     return expand, contract
+
+
+def revision_source(
+    revision: str,
+    down_revision: str | None,
+    upgrade: str = "pass",
+    *,
+    downgrade: str = "pass",
+    doc: str | None = None,
+    branch_labels: tuple[str, ...] | None = None,
+    depends_on: str | None = None,
+) -> str:
+    """An Alembic revision file, as ``alembic revision`` writes it: ``revision`` after
+    ``down_revision``, whose upgrade() and downgrade() run the given bodies (unindented
+    statements; ``sa`` and ``op`` are imported)."""
+    revises = f"Revises: {down_revision}" if down_revision else "Revises:"
+    return f'''"""{doc or f"revision {revision}"}
+
+Revision ID: {revision}
+{revises}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = {revision!r}
+down_revision = {down_revision!r}
+branch_labels = {branch_labels!r}
+depends_on = {depends_on!r}
+
+
+def upgrade() -> None:
+{_indented(upgrade)}
+
+
+def downgrade() -> None:
+{_indented(downgrade)}
+'''
+
+
+def _indented(body: str) -> str:
+    return textwrap.indent(textwrap.dedent(body).strip(), "    ")

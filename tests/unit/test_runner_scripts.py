@@ -9,16 +9,7 @@ import samples
 from migrategate.runner import scripts
 from migrategate.runner.errors import BadInput
 
-BRANCH = """
-revision = "0003b"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    raise RuntimeError("boom in 0003b")
-"""
+BRANCH = samples.revision_source("0003b", "0002", 'raise RuntimeError("boom in 0003b")')
 
 
 @pytest.fixture
