@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pgserver
-from migrategate.runner.contract import ExitCode, Outcome, ResultKey
+from migrategate.runner.contract import ErrorClass, ExitCode, Outcome, ResultKey
 from sqlalchemy.engine import URL
 
 VENV_BIN = Path(sys.executable).parent
@@ -88,6 +88,13 @@ def run(cwd: Path, env: dict[str, str], *args: str, timeout: float = 120) -> Run
     return finish(start(cwd, env, *args, result=result), result, timeout)
 
 
+def migrate_ok(cwd: Path, env: dict[str, str], *args: str) -> Run:
+    """Run ``migrategate migrate <args>`` in ``cwd``; it must exit 0."""
+    done = run(cwd, env, "migrate", *args)
+    assert done.code == 0, done.output
+    return done
+
+
 def run_ok(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` (another Python, or alembic by hand) in ``cwd``; it must exit 0."""
     done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
@@ -98,7 +105,7 @@ def run_ok(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Comple
 def ahead_runs(newer: Path, older: Path, env: dict[str, str]) -> tuple[Run, Run]:
     """Migrate with ``newer``, then with ``older``: by default (succeed with a warning) and
     with ``--if-ahead fail`` (exit 2); the two runs of ``older``."""
-    assert run(newer, env, "migrate").code == 0
+    migrate_ok(newer, env)
     default = run(older, env, "migrate")
     assert default.code == 0, default.output
     assert default.result[ResultKey.OUTCOME] == Outcome.UP_TO_DATE.value
@@ -109,6 +116,22 @@ def ahead_runs(newer: Path, older: Path, env: dict[str, str]) -> tuple[Run, Run]
     assert "ahead of this image's scripts" in strict.stdout
     assert_no_password(default, strict)
     return default, strict
+
+
+def failed_upgrade(good: Path, broken: Path, env: dict[str, str]) -> Run:
+    """Migrate with ``good`` (v1, head 0003), then with ``broken`` (v2-broken, whose 0004
+    fails); the failed run, which must exit 4 naming 0004, in one line without a password."""
+    migrate_ok(good, env)
+    failed = run(broken, env, "migrate")
+    assert failed.code == ExitCode.MIGRATION_FAILED, failed.output
+    assert failed.result[ResultKey.FAILED_REVISION] == "0004"
+    assert failed.result[ResultKey.ERROR_CLASS] == ErrorClass.MIGRATION_FAILED.value
+    assert failed.result[ResultKey.FROM_REVISIONS] == ["0003"]
+    assert failed.result[ResultKey.TO_REVISIONS] == ["0003"]
+    assert "revision 0004 failed" in failed.stdout and "division by zero" in failed.stdout
+    assert "Traceback" not in failed.output
+    assert_no_password(failed)
+    return failed
 
 
 def password_spellings() -> list[str]:
@@ -140,6 +163,12 @@ def versions(pg: pgserver.PgServer, db: str) -> list[str]:
     if not exists:
         return []
     return sorted(row[0] for row in pg.execute("SELECT version_num FROM alembic_version", db))
+
+
+def assert_left_at(pg: pgserver.PgServer, db: str, revisions: list[str], *runs: object) -> None:
+    """The database records exactly ``revisions``, and no password leaked into ``runs``."""
+    assert versions(pg, db) == revisions
+    assert_no_password(*runs)
 
 
 def marker_lines(marker: Path) -> int:

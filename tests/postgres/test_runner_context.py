@@ -63,11 +63,9 @@ def env(pg_server: pgserver.PgServer, pg_database: str) -> dict[str, str]:
 def test_env_var_version_table_no_op(
     pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
 ) -> None:
-    first = kit.run(own_app("v1", tmp_path), env, "migrate")
-    assert first.code == 0, first.output
+    first = kit.migrate_ok(own_app("v1", tmp_path), env)
     assert first.result[ResultKey.APPLIED_REVISIONS] == ["0001", "0002", "0003"]
-    again = kit.run(own_app("v1", tmp_path), env, "migrate")
-    assert again.code == 0, again.output
+    again = kit.migrate_ok(own_app("v1", tmp_path), env)
     assert again.result[ResultKey.OUTCOME] == Outcome.UP_TO_DATE.value
     assert again.result[ResultKey.APPLIED_REVISIONS] == []
     assert (
@@ -75,8 +73,8 @@ def test_env_var_version_table_no_op(
     )
     assert "nothing to do" in again.stdout
     assert versions_in(pg_server, pg_database, SCHEMA, TABLE) == ["0003"]
-    assert kit.versions(pg_server, pg_database) == []  # no public.alembic_version anywhere
-    kit.assert_no_password(first, again)
+    # the versions are in meta.mg_versions: no public.alembic_version anywhere
+    kit.assert_left_at(pg_server, pg_database, [], first, again)
 
 
 def test_env_var_version_table_ahead(
@@ -92,15 +90,8 @@ def test_env_var_version_table_ahead(
 def test_env_var_version_table_failing_revision(
     pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
 ) -> None:
-    assert kit.run(own_app("v1", tmp_path), env, "migrate").code == 0
-    broken = kit.run(own_app("v2-broken", tmp_path), env, "migrate")
-    assert broken.code == ExitCode.MIGRATION_FAILED, broken.output
-    assert broken.result[ResultKey.FAILED_REVISION] == "0004"
-    assert broken.result[ResultKey.FROM_REVISIONS] == ["0003"]
-    assert broken.result[ResultKey.TO_REVISIONS] == ["0003"]
-    assert "revision 0004 failed" in broken.stdout and "Traceback" not in broken.output
+    kit.failed_upgrade(own_app("v1", tmp_path), own_app("v2-broken", tmp_path), env)
     assert versions_in(pg_server, pg_database, SCHEMA, TABLE) == ["0003"]
-    kit.assert_no_password(broken)
 
 
 @pytest.fixture
@@ -116,7 +107,7 @@ def test_a_role_without_select_on_the_version_table_is_told_what_to_grant(
 ) -> None:
     app = samples.materialize(STYLE, "v1", tmp_path / "app")
     owner_env = kit.base_env(pg_server.url(pg_database))
-    assert kit.run(app, owner_env, "migrate").code == 0
+    kit.migrate_ok(app, owner_env)
     reader_env = kit.base_env(reader)
     if asyncpg_only:
         reader_env = kit.asyncpg_only(reader_env, tmp_path)
@@ -142,16 +133,14 @@ def test_env_py_with_its_own_role_migrates_what_database_url_cannot_read(
     """The issue's case: once "at base ... exit 5"; now judged from env.py's own context."""
     owner = pg_server.url(pg_database, driver="postgresql+psycopg")
     env = {**kit.base_env(reader), "MIGRATION_OWNER_URL": owner}
-    assert kit.run(own_app("v1", tmp_path), env, "migrate").code == 0
-    done = kit.run(own_app("v2", tmp_path), env, "migrate")
-    assert done.code == 0, done.output
+    kit.migrate_ok(own_app("v1", tmp_path), env)
+    done = kit.migrate_ok(own_app("v2", tmp_path), env)
     assert done.result[ResultKey.OUTCOME] == Outcome.SUCCEEDED.value
     assert done.result[ResultKey.FROM_REVISIONS] == ["0003"]
     assert done.result[ResultKey.TO_REVISIONS] == ["0004"]
     assert done.result[ResultKey.APPLIED_REVISIONS] == ["0004"]
     assert any("verified inside env.py's transaction only" in w for w in done.result["warnings"])
-    assert kit.versions(pg_server, pg_database) == ["0004"]
-    kit.assert_no_password(done)
+    kit.assert_left_at(pg_server, pg_database, ["0004"], done)
 
 
 def test_env_py_whose_role_may_not_use_the_version_table(
@@ -159,9 +148,7 @@ def test_env_py_whose_role_may_not_use_the_version_table(
 ) -> None:
     app = own_app("v2", tmp_path)
     owner_env = kit.base_env(pg_server.url(pg_database))
-    assert (
-        kit.run(samples.materialize(STYLE, "v1", tmp_path / "v1"), owner_env, "migrate").code == 0
-    )
+    kit.migrate_ok(samples.materialize(STYLE, "v1", tmp_path / "v1"), owner_env)
     env = {**owner_env, "MIGRATION_OWNER_URL": reader.replace("+asyncpg", "+psycopg")}
     done = kit.run(app, env, "migrate")
     assert done.code == ExitCode.BAD_INPUT, done.output
@@ -201,11 +188,9 @@ def test_env_py_reaching_the_server_another_way_gets_a_warning(
         f"?host={pg_server.socket_dir}&port={pg_server.port}"
     )
     env = {**kit.base_env(pg_server.url(pg_database)), "MIGRATION_OWNER_URL": socket_url}
-    done = kit.run(own_app("v1", tmp_path), env, "migrate")
-    assert done.code == 0, done.output
+    done = kit.migrate_ok(own_app("v1", tmp_path), env)
     warning = (
         f"env.py reached the server at local socket, DATABASE_URL at 127.0.0.1:{pg_server.port}"
     )
     assert any(warning in w for w in done.result[ResultKey.WARNINGS]), done.result
-    assert kit.versions(pg_server, pg_database) == ["0003"]
-    kit.assert_no_password(done)
+    kit.assert_left_at(pg_server, pg_database, ["0003"], done)

@@ -87,21 +87,13 @@ def test_two_concurrent_migrations_apply_once(
     idle = next(r for r in runs if r.result[ResultKey.OUTCOME] == Outcome.UP_TO_DATE.value)
     message = idle.result[ResultKey.MESSAGE]
     assert "nothing to do" in message or "already at the target" in message, message
-    assert kit.versions(pg_server, pg_database) == ["0004"]
-    kit.assert_no_password(*runs)
+    kit.assert_left_at(pg_server, pg_database, ["0004"], *runs)
 
 
 def test_failing_revision_exits_4_and_names_it(
     pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
 ) -> None:
-    assert kit.run(app_at("v1", tmp_path), env, "migrate").code == 0
-    broken = kit.run(app_at("v2-broken", tmp_path), env, "migrate")
-    assert broken.code == ExitCode.MIGRATION_FAILED, broken.output
-    assert broken.result[ResultKey.FAILED_REVISION] == "0004"
-    assert broken.result[ResultKey.ERROR_CLASS] == ErrorClass.MIGRATION_FAILED.value
-    assert broken.result[ResultKey.TO_REVISIONS] == ["0003"]
-    assert "revision 0004 failed" in broken.stdout and "division by zero" in broken.stdout
-    assert "Traceback" not in broken.stdout
+    broken = kit.failed_upgrade(app_at("v1", tmp_path), app_at("v2-broken", tmp_path), env)
     assert kit.versions(pg_server, pg_database) == ["0003"]  # the last good revision
     columns = pg_server.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'items'",
@@ -109,8 +101,7 @@ def test_failing_revision_exits_4_and_names_it(
     )
     assert ("created_at",) not in columns  # 0004's DDL was rolled back with it
 
-    fixed = kit.run(app_at("v3", tmp_path), env, "migrate")
-    assert fixed.code == 0, fixed.output
+    fixed = kit.migrate_ok(app_at("v3", tmp_path), env)
     assert fixed.result[ResultKey.APPLIED_REVISIONS] == ["0004", "0005"]
     kit.assert_no_password(broken, fixed)
 
@@ -123,8 +114,7 @@ def test_failure_mid_chain_from_empty_rolls_everything_back(
     assert broken.result[ResultKey.FAILED_REVISION] == "0004"
     assert broken.result[ResultKey.APPLIED_REVISIONS] == []
     # Alembic ran 0001..0004 in one transaction: Postgres rolled all of it back.
-    assert kit.versions(pg_server, pg_database) == []
-    kit.assert_no_password(broken)
+    kit.assert_left_at(pg_server, pg_database, [], broken)
 
 
 def test_lock_held_elsewhere_exits_3(
@@ -139,8 +129,7 @@ def test_lock_held_elsewhere_exits_3(
     assert done.result[ResultKey.ERROR_CLASS] == ErrorClass.TRANSIENT.value
     assert "timed out after 1s waiting for the migration lock" in done.stdout
     assert elapsed < 30
-    assert kit.versions(pg_server, pg_database) == []
-    kit.assert_no_password(done)
+    kit.assert_left_at(pg_server, pg_database, [], done)
 
 
 def test_unreachable_database_is_transient_and_bad_password_is_bad_input(
@@ -159,16 +148,7 @@ def test_unreachable_database_is_transient_and_bad_password_is_bad_input(
     kit.assert_no_password(down, denied)
 
 
-BRANCH = """
-revision = "0003b"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    pass
-"""
+BRANCH = samples.revision_source("0003b", "0002")
 
 
 @pytest.mark.parametrize(
@@ -220,7 +200,7 @@ def test_wait_returns_once_migrated_and_times_out_otherwise(
     waiter = kit.start(app, env, "wait", "--timeout", "90", result=result)
     time.sleep(1.0)  # let it look at least once and find the database behind
     assert waiter.poll() is None
-    assert kit.run(app, env, "migrate").code == 0
+    kit.migrate_ok(app, env)
     waited = kit.finish(waiter, result, timeout=60)
     assert waited.code == 0, waited.output
     assert waited.result[ResultKey.TO_REVISIONS] == ["0003"]
@@ -233,7 +213,7 @@ def test_check_reports_pending_then_at_target(env: dict, tmp_path: Path) -> None
     assert pending.code == ExitCode.PENDING
     assert "current: base" in pending.stdout and "target: 0003" in pending.stdout
     assert pending.result[ResultKey.OUTCOME] == Outcome.PENDING.value
-    assert kit.run(app, env, "migrate").code == 0
+    kit.migrate_ok(app, env)
     done = kit.run(app, env, "check")
     assert done.code == 0 and "current: 0003" in done.stdout
     kit.assert_no_password(pending, done)
@@ -262,11 +242,9 @@ def test_env_py_that_uses_the_shared_connection(
     (app / "alembic" / "env.py").write_text(SHARED_ENV_PY)
     if asyncpg_only:
         env = kit.asyncpg_only(env, tmp_path)
-    done = kit.run(app, env, "migrate")
-    assert done.code == 0, done.output
+    done = kit.migrate_ok(app, env)
     assert done.result[ResultKey.DRIVER] == ("asyncpg" if asyncpg_only else "psycopg")
-    assert kit.versions(pg_server, pg_database) == ["0003"]
-    kit.assert_no_password(done)
+    kit.assert_left_at(pg_server, pg_database, ["0003"], done)
 
 
 def test_database_down_then_back(
@@ -285,8 +263,7 @@ def test_database_down_then_back(
         assert waiter.poll() is None
     finally:
         pg_server.start()
-    up = kit.run(app, env, "migrate")
-    assert up.code == 0, up.output
+    up = kit.migrate_ok(app, env)
     waited = kit.finish(waiter, result, timeout=60)
     assert waited.code == 0, waited.output
     kit.assert_no_password(down, up, waited)
@@ -309,8 +286,7 @@ def test_env_py_that_does_not_migrate_fails_verification(
     assert done.code == ExitCode.VERIFY_FAILED, done.output
     assert done.result[ResultKey.ERROR_CLASS] == ErrorClass.VERIFY_FAILED.value
     assert "not the target 0003" in done.stdout
-    assert kit.versions(pg_server, pg_database) == []
-    kit.assert_no_password(done)
+    kit.assert_left_at(pg_server, pg_database, [], done)
 
 
 LEAKY_ENV_PY = """

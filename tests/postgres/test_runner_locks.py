@@ -68,7 +68,7 @@ def test_a_long_transaction_delays_traffic_by_at_most_the_lock_timeout(
     pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
 ) -> None:
     """0004 ALTERs items while a transaction holds it: traffic waits ~lock_timeout, not 6 s."""
-    assert kit.run(app_at("v1", tmp_path), env, "migrate").code == 0
+    kit.migrate_ok(app_at("v1", tmp_path), env)
     blocker = pg_server.connection(pg_database)
     blocker.execute("BEGIN")
     blocker.execute(BLOCKER_QUERY)
@@ -97,8 +97,7 @@ def test_a_long_transaction_delays_traffic_by_at_most_the_lock_timeout(
     # Queued behind the ALTER's lock request, a read waits until lock_timeout cancels it:
     # about a second (slack for a loaded machine), never the blocker's 6 s.
     assert traffic.slowest < LOCK_TIMEOUT + 1.5, traffic.slowest
-    assert kit.versions(pg_server, pg_database) == ["0004"]
-    kit.assert_no_password(done)
+    kit.assert_left_at(pg_server, pg_database, ["0004"], done)
 
 
 @pytest.mark.parametrize(
@@ -119,7 +118,7 @@ def test_lock_retries_exhausted_exit_3_naming_the_lock_and_its_holder(
 ) -> None:
     if asyncpg_only:
         env = kit.asyncpg_only(env, tmp_path)
-    assert kit.run(app_at("v1", tmp_path, style), env, "migrate").code == 0
+    kit.migrate_ok(app_at("v1", tmp_path, style), env)
     with pg_server.connection(pg_database) as blocker:
         pid = blocker.execute("SELECT pg_backend_pid()").fetchone()[0]
         blocker.execute("BEGIN")
@@ -139,15 +138,14 @@ def test_lock_retries_exhausted_exit_3_naming_the_lock_and_its_holder(
     assert "card-4111-secret" not in done.output + str(done.result)
     assert done.stdout.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in done.output
-    assert kit.versions(pg_server, pg_database) == ["0003"]
-    kit.assert_no_password(done)
+    kit.assert_left_at(pg_server, pg_database, ["0003"], done)
 
 
 def test_statement_timeout_reaches_the_migration(
     pg_server: pgserver.PgServer, pg_database: str, env: dict, tmp_path: Path
 ) -> None:
     """0004 of v2 waits on an advisory lock the test holds: statement_timeout cancels it."""
-    assert kit.run(app_at("v1", tmp_path), env, "migrate").code == 0
+    kit.migrate_ok(app_at("v1", tmp_path), env)
     with pg_server.connection(pg_database) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (samples.SLOW_LOCK_KEY,))
         done = kit.run(app_at("v2", tmp_path), env, "migrate", "--statement-timeout", "0.5")
@@ -169,15 +167,13 @@ def test_behind_a_transaction_pooler_the_second_runner_finds_the_lock_reused(
 ) -> None:
     """The first runner's session lock outlives it in the shared server session."""
     with behind_a_transaction_pooler(pg_server, pg_database) as env:
-        first = kit.run(app_at("v1", tmp_path), env, "migrate")
-        assert first.code == 0, first.output
+        first = kit.migrate_ok(app_at("v1", tmp_path), env)
         second = kit.run(app_at("v2", tmp_path), env, "migrate")
     assert second.code == ExitCode.BAD_INPUT, second.output
     assert "already held by this very session" in second.stdout
     assert "point databaseURL (DATABASE_URL) at PostgreSQL itself" in second.stdout
     assert len(second.stdout.strip().splitlines()) == 1
-    assert kit.versions(pg_server, pg_database) == ["0003"]
-    kit.assert_no_password(first, second)
+    kit.assert_left_at(pg_server, pg_database, ["0003"], first, second)
 
 
 def test_two_concurrent_runners_behind_a_transaction_pooler(

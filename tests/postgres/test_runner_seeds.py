@@ -21,8 +21,7 @@ def test_seed_style_upgrades_from_empty_then_takes_the_fast_path(
     marker = tmp_path / "env-py-ran"
     env = kit.base_env(pg_server.url(pg_database), marker)
 
-    first = kit.run(app, env, "migrate")
-    assert first.code == 0, first.output
+    first = kit.migrate_ok(app, env)
     assert first.result[ResultKey.OUTCOME] == Outcome.SUCCEEDED.value
     assert first.result[ResultKey.APPLIED_REVISIONS] == ["0001", "0002", "0003"]
     assert first.result[ResultKey.FROM_REVISIONS] == []
@@ -32,8 +31,7 @@ def test_seed_style_upgrades_from_empty_then_takes_the_fast_path(
     assert slugs == [("first-item",), ("second-item",)]  # the data migration ran
     assert kit.marker_lines(marker) == 1
 
-    second = kit.run(app, env, "migrate")
-    assert second.code == 0, second.output
+    second = kit.migrate_ok(app, env)
     assert second.result[ResultKey.OUTCOME] == Outcome.UP_TO_DATE.value
     assert second.result[ResultKey.APPLIED_REVISIONS] == []
     assert kit.marker_lines(marker) == 1  # fast path: env.py (and so the app) was not imported
@@ -49,10 +47,8 @@ def test_password_needing_percent_encoding(
     db = pg_server.create_database(owner=pgserver.SPECIAL_USER)
     url = pg_server.url(db, user=pgserver.SPECIAL_USER, password=pgserver.SPECIAL_PASSWORD)
     app = samples.materialize(style, "v1", tmp_path / "app")
-    done = kit.run(app, kit.base_env(url), "migrate")
-    assert done.code == 0, done.output
-    assert kit.versions(pg_server, db) == ["0003"]
-    kit.assert_no_password(done)
+    done = kit.migrate_ok(app, kit.base_env(url))
+    kit.assert_left_at(pg_server, db, ["0003"], done)
     url_cmd = kit.run(app, kit.base_env(url), "url")
     assert url_cmd.stdout.strip().startswith("postgresql+psycopg://app_special:***@")
     kit.assert_no_password(url_cmd)
@@ -73,8 +69,7 @@ def test_asyncpg_only_image(
 ) -> None:
     app = samples.materialize(style, "v2", tmp_path / "app")
     env = kit.asyncpg_only(kit.base_env(pg_server.url(pg_database)), tmp_path)
-    done = kit.run(app, env, "migrate")
-    assert done.code == 0, done.output
+    done = kit.migrate_ok(app, env)
     assert done.result[ResultKey.DRIVER] == "asyncpg"
     assert kit.versions(pg_server, pg_database) == ["0004"]
     again = kit.run(app, env, "migrate")
@@ -106,8 +101,9 @@ def test_bootstrap_file_makes_the_working_directory_importable(
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert kit.versions(pg_server, pg_database) == ["0003"]
-    kit.assert_no_password(done.stdout, done.stderr, result.read_text())
+    kit.assert_left_at(
+        pg_server, pg_database, ["0003"], done.stdout, done.stderr, result.read_text()
+    )
 
 
 def test_fast_path_is_one_connection_and_one_query(
@@ -125,7 +121,7 @@ def test_fast_path_is_one_connection_and_one_query(
 
     app = samples.materialize("seed004_ini_url", "v1", tmp_path / "app")
     url = pg_server.url(pg_database)
-    assert kit.run(app, kit.base_env(url), "migrate").code == 0
+    kit.migrate_ok(app, kit.base_env(url))
     statements: list[str] = []
     connections: list[object] = []
 
