@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
@@ -12,6 +13,17 @@ from migrategate.runner.errors import BadInput
 from sqlalchemy.engine import URL, make_url
 
 BASE = "postgresql+asyncpg://app:pw@db.example:5432/shop"
+
+
+def refusal(call: Callable[[], object], password: str | None = None) -> str:
+    """The message of the BadInput that ``call`` raises: one line, without ``password``."""
+    with pytest.raises(BadInput) as raised:
+        call()
+    message = raised.value.message
+    assert "\n" not in message
+    if password is not None:
+        assert password not in message.replace("password", "")
+    return message
 
 
 @pytest.mark.parametrize(
@@ -83,10 +95,8 @@ def test_derive_sync_url(source: str, driver: str, expected: str) -> None:
     ],
 )
 def test_unmappable_query_parameters_fail_clearly(query: str, names: str) -> None:
-    with pytest.raises(BadInput) as raised:
-        urls.derive_sync_url(make_url(BASE + query), "psycopg")
-    assert names in raised.value.message
-    assert "pw" not in raised.value.message.replace("password", "")
+    message = refusal(lambda: urls.derive_sync_url(make_url(BASE + query), "psycopg"), "pw")
+    assert names in message
 
 
 @pytest.mark.parametrize(
@@ -100,19 +110,13 @@ def test_unmappable_query_parameters_fail_clearly(query: str, names: str) -> Non
     ],
 )
 def test_read_async_url_rejects_with_one_line_and_no_password(raw: str, fragment: str) -> None:
-    with pytest.raises(BadInput) as raised:
-        urls.read_async_url({"DATABASE_URL": raw}, "DATABASE_URL")
-    message = raised.value.message
-    assert fragment in message
-    assert "s3cr3t" not in message and "\n" not in message
-    assert "DATABASE_URL" in message
+    message = refusal(lambda: urls.read_async_url({"DATABASE_URL": raw}, "DATABASE_URL"), "s3cr3t")
+    assert fragment in message and "DATABASE_URL" in message
 
 
 def test_missing_variable_names_the_variable_and_the_fix() -> None:
-    with pytest.raises(BadInput) as raised:
-        urls.read_async_url({}, "APP_DB")
-    assert "APP_DB is not set" in raised.value.message
-    assert "--database-url-env" in raised.value.message
+    message = refusal(lambda: urls.read_async_url({}, "APP_DB"))
+    assert "APP_DB is not set" in message and "--database-url-env" in message
 
 
 @pytest.mark.parametrize(
