@@ -5,7 +5,8 @@ kube-scheduler and a real node: containerd + runc, kubelet, kube-proxy),
 ``node_images`` (real images, built and imported once), ``pg`` (PostgreSQL on the
 pod bridge's gateway). Test scope: ``namespace``, ``kubectl``; for the operator's tests
 ``crd``, ``runner_image``, ``app_image``, ``operator`` (a process scoped to the test's
-namespace) and ``cluster`` (operatorkit.Cluster).
+namespace) and ``cluster`` (operatorkit.Cluster). Module scope: ``module_namespace`` and
+``shipped_operator`` (one operator there with deploy/rbac.yaml's rights).
 Every test that uses the control plane is marked ``cluster``.
 
 With ``MIGRATEGATE_KUBECONFIG`` set, ``control_plane``, ``node_images`` and ``pg`` are
@@ -27,14 +28,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import migrationkit
 import operatorproc
 import pgserver
 import pytest
-from kubeharness import binaries, controlplane, external, manifests
+from kubeharness import binaries, controlplane, external
 from kubeharness.controlplane import ControlPlane
 from kubeharness.images import NodeImages
-from kubeharness.wait import eventually
-from migrationkit import CRD
 from operatorkit import Cluster
 
 HERE = Path(__file__).parent
@@ -135,20 +135,19 @@ def kubectl(control_plane: ControlPlane) -> Callable[..., str]:
 def namespace(
     control_plane: ControlPlane, node_images: NodeImages, request: pytest.FixtureRequest
 ) -> Iterator[str]:
-    """A fresh namespace (named after the test) under the restricted Pod Security profile,
-    whose default ServiceAccount exists."""
+    """A fresh namespace (named after the test) under the restricted Pod Security profile."""
     base = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40]
     name = f"{base}-{uuid.uuid4().hex[:6]}".strip("-")
-    control_plane.kubectl("create", "namespace", name)
-    control_plane.kubectl("label", "namespace", name, manifests.RESTRICTED_LABEL)
+    with migrationkit.restricted_namespace(control_plane, name):
+        yield name
 
-    def ready() -> None:
-        out = control_plane.kubectl("get", "serviceaccount,configmap", "-n", name, "-o", "name")
-        assert "serviceaccount/default" in out and "configmap/kube-root-ca.crt" in out, out
 
-    eventually(ready, timeout=30)
-    yield name
-    control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+@pytest.fixture(scope="module")
+def module_namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A restricted namespace that the whole test module shares (named after the module)."""
+    base = request.module.__name__.removeprefix("test_").replace("_", "-")[:40]
+    with migrationkit.restricted_namespace(control_plane, f"{base}-{uuid.uuid4().hex[:6]}") as name:
+        yield name
 
 
 def get_json(cp: ControlPlane, *args: str) -> dict[str, Any]:
@@ -189,15 +188,7 @@ def app_image(node_images: NodeImages) -> Callable[..., str]:
 
 @pytest.fixture
 def crd(control_plane: ControlPlane) -> None:
-    control_plane.kubectl("apply", "-f", str(CRD))
-
-    def served() -> None:  # also refreshes kubectl's discovery cache
-        found = control_plane.kubectl(
-            "api-resources", "--api-group=migrategate.io", "-o", "name", check=False
-        )
-        assert "databasemigrations.migrategate.io" in found, found
-
-    eventually(served, timeout=30)
+    migrationkit.apply_crd(control_plane)
 
 
 @pytest.fixture
@@ -207,6 +198,23 @@ def operator(
     """An operator process scoped to the test's namespace, with the kubeconfig's admin rights."""
     log = tmp_path / "operator.log"
     with operatorproc.running(control_plane.env, namespace, log, runner_image=runner_image) as op:
+        yield op
+
+
+@pytest.fixture(scope="module")
+def shipped_operator(
+    control_plane: ControlPlane,
+    module_namespace: str,
+    node_images: NodeImages,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[operatorproc.Operator]:
+    """One operator process for the module's namespace with exactly deploy/rbac.yaml's rights:
+    what the operator ships with must be enough."""
+    workdir = tmp_path_factory.mktemp("operator")
+    runner = node_images.runner()
+    with migrationkit.operator_with_shipped_rights(
+        control_plane, module_namespace, runner, workdir
+    ) as op:
         yield op
 
 

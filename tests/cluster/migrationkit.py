@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import operatorproc
 import yaml
 from kubeharness import manifests
 from kubeharness.controlplane import ControlPlane
@@ -102,10 +103,16 @@ CRD = REPO / "crds" / "databasemigrations.migrategate.io.yaml"
 @contextlib.contextmanager
 def restricted_namespace(cp: ControlPlane, name: str) -> Iterator[str]:
     """A namespace under the restricted Pod Security profile, yielded once its default
-    ServiceAccount exists (pods are refused before that); deleted without waiting."""
+    ServiceAccount and CA ConfigMap exist (pods are refused or fail before that); deleted
+    without waiting."""
     cp.kubectl("create", "namespace", name)
     cp.kubectl("label", "namespace", name, manifests.RESTRICTED_LABEL)
-    eventually(lambda: cp.kubectl("get", "serviceaccount", "default", "-n", name), timeout=30)
+
+    def ready() -> None:
+        out = cp.kubectl("get", "serviceaccount,configmap", "-n", name, "-o", "name")
+        assert "serviceaccount/default" in out and "configmap/kube-root-ca.crt" in out, out
+
+    eventually(ready, timeout=30)
     yield name
     cp.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -119,6 +126,23 @@ def apply_crd(cp: ControlPlane) -> None:
         assert f"{c.PLURAL}.{c.GROUP}" in out, out
 
     eventually(served, timeout=30)
+
+
+@contextlib.contextmanager
+def operator_with_shipped_rights(
+    cp: ControlPlane, namespace: str, runner_image: str, workdir: Path
+) -> Iterator[operatorproc.Operator]:
+    """The CRD, then the operator as a process in ``namespace`` with exactly deploy/rbac.yaml's
+    rights (operator_identity); its kubeconfig and log are in ``workdir``. Afterwards its log
+    must hold no "forbidden": every call it made was allowed."""
+    apply_crd(cp)
+    path = workdir / "operator.kubeconfig"
+    with operator_identity(cp, namespace, path, token_args=("--duration=2h",)) as kubeconfig:
+        env = {**cp.env, "KUBECONFIG": str(kubeconfig)}
+        log = workdir / "operator.log"
+        with operatorproc.running(env, namespace, log, runner_image=runner_image) as op:
+            yield op
+            assert "forbidden" not in op.log().lower()
 
 
 def helm(cp: ControlPlane, *args: str, check: bool = True) -> str:

@@ -1,8 +1,8 @@
-"""What the operator's cluster tests share (test_operator.py, test_job_pods.py): ``Cluster``,
-kubectl helpers over one namespace, a DatabaseMigration's manifest (the gate benchmark's
-too), and small assertions about DatabaseMigrations and the
-database. Their fixtures (``crd``, ``runner_image``, ``app_image``, ``operator``,
-``cluster``) are in conftest.py.
+"""What the operator's cluster tests share (test_operator.py, test_job_pods.py, and
+chartrelease.py's releases): ``Cluster``, kubectl helpers over one namespace, the manifests
+of a DatabaseMigration and of a gated pod (the benchmarks' too), and small assertions about
+DatabaseMigrations and the database. Their fixtures (``crd``, ``runner_image``,
+``app_image``, ``operator``, ``cluster``) are in conftest.py.
 """
 
 from __future__ import annotations
@@ -11,22 +11,28 @@ import json
 from typing import Any
 
 import pgserver
+from kubeharness import manifests as m
 from kubeharness.wait import eventually
+from migrategate.api import constants as c
 
 
 def migration_manifest(name: str, image: str, secret: str, **spec: Any) -> dict[str, Any]:
     """A DatabaseMigration of ``image`` whose database URL is the key ``url`` of the
     Secret ``secret``; ``spec`` adds or replaces fields of its spec."""
-    return {
-        "apiVersion": "migrategate.io/v1alpha1",
-        "kind": "DatabaseMigration",
-        "metadata": {"name": name},
-        "spec": {
-            "image": image,
-            "databaseURL": {"secretKeyRef": {"name": secret, "key": "url"}},
-            **spec,
-        },
-    }
+    url = {"secretKeyRef": {"name": secret, "key": "url"}}
+    return m.resource(
+        c.API_VERSION, c.KIND, name, spec={"image": image, "databaseURL": url, **spec}
+    )
+
+
+def gated_pod(name: str, image: str, migration: str, *other_gates: str) -> dict[str, Any]:
+    """A sleeping pod that names ``migration`` and waits at its scheduling gate (and at
+    ``other_gates``), as the example chart's pods do."""
+    gates = [{"name": gate} for gate in (c.SCHEDULING_GATE, *other_gates)]
+    app = m.container("app", "exec sleep infinity", image=image)
+    pod = m.pod(name, app, restartPolicy="Always", schedulingGates=gates)
+    pod["metadata"]["annotations"] = {c.ANNOTATION_MIGRATION: migration}
+    return pod
 
 
 class Cluster:
@@ -39,18 +45,21 @@ class Cluster:
     def kubectl(self, *args: str, **kw) -> str:
         return self.cp.kubectl(*args, "-n", self.ns, **kw)
 
+    def apply(self, *objects: dict[str, Any]) -> None:
+        items = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+        self.kubectl("apply", "-f", "-", input=json.dumps(items))
+
     def secret(self, name: str, url: str, key: str = "url") -> None:
-        manifest = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name},
-            "stringData": {key: url},
-        }
-        self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        self.apply(m.secret(name, **{key: url}))
+
+    def new_database(self, pg: pgserver.PgServer, secret: str = "db") -> str:
+        """A fresh database whose URL is the key ``url`` of the Secret ``secret``."""
+        db = pg.create_database()
+        self.secret(secret, pg.url(db))
+        return db
 
     def migration(self, name: str, image: str, secret: str, **spec: Any) -> None:
-        manifest = migration_manifest(name, image, secret, **spec)
-        self.kubectl("apply", "-f", "-", input=json.dumps(manifest))
+        self.apply(migration_manifest(name, image, secret, **spec))
 
     def get(self, *what: str) -> dict[str, Any]:
         return json.loads(self.kubectl("get", *what, "-o", "json"))

@@ -8,35 +8,7 @@ from typing import Any
 
 import samples
 from kubeharness.wait import eventually
-from operatorkit import Cluster, db_heads
-
-RESTRICTED = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-
-
-def gated_pod(cluster: Cluster, name: str, image: str, migration: str) -> None:
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "annotations": {"migrategate.io/migration": migration}},
-        "spec": {
-            "schedulingGates": [{"name": "migrategate.io/migration"}],
-            "containers": [
-                {
-                    "name": "app",
-                    "image": image,
-                    "command": ["sleep", "3600"],
-                    "securityContext": RESTRICTED,
-                }
-            ],
-        },
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
+from operatorkit import Cluster, db_heads, gated_pod
 
 
 def gates(cluster: Cluster, pod: str) -> list[Any]:
@@ -49,13 +21,12 @@ def events(cluster: Cluster, reason: str) -> list[str]:
 
 
 def test_on_findings_waits_gated_and_migrates_the_approved_plan(cluster, operator, app_image, pg):
-    db = pg.create_database()
-    cluster.secret("db", pg.url(db))
+    db = cluster.new_database(pg)
     style = "seed004_ini_url"
     cluster.migration("shop", app_image(style, "v2"), "db")
     cluster.wait_ready("shop")
     v3 = app_image(style, "v3")
-    gated_pod(cluster, "app-v3", v3, "shop")
+    cluster.apply(gated_pod("app-v3", v3, "shop"))
     patch = {"spec": {"image": v3, "approval": {"policy": "OnFindings"}}}
     cluster.kubectl("patch", "dbm", "shop", "--type=merge", "-p", json.dumps(patch))
 

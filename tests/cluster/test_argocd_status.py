@@ -14,7 +14,6 @@ capture is never mistaken for a check).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -24,8 +23,7 @@ from typing import Any
 import pytest
 import yaml
 from kubeharness.wait import eventually
-from migrategate.api import constants as c
-from operatorkit import Cluster
+from operatorkit import Cluster, gated_pod
 
 HEALTH = Path(__file__).resolve().parents[2] / (
     "argocd/resource_customizations/migrategate.io/DatabaseMigration"
@@ -118,35 +116,6 @@ CASES = {
 }
 
 
-def old_pod(cluster: Cluster) -> None:
-    """A pod of another image carrying the migration's annotation; gated, so it never runs."""
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "old-app", "annotations": {c.ANNOTATION_MIGRATION: "shop"}},
-        "spec": {
-            "schedulingGates": [{"name": c.SCHEDULING_GATE}],
-            "containers": [
-                {
-                    "name": "app",
-                    "image": "busybox",
-                    "command": ["sleep", "3600"],
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-        },
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(pod))
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_testdata_is_the_status_the_operator_writes(
     case: str, cluster: Cluster, operator, app_image, pg
@@ -159,7 +128,8 @@ def test_testdata_is_the_status_the_operator_writes(
         url = pg.url(db)
     cluster.secret("db", url)
     if CASES[case].old_pod:
-        old_pod(cluster)
+        # A pod of another image that names the migration; gated, so it never runs.
+        cluster.apply(gated_pod("old-app", "busybox", "shop"))
     image = app_image(STYLE, CASES[case].version)
     cluster.migration("shop", image, "db", **spec)
     live = settle(cluster, "shop", phase, reason)

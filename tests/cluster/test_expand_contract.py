@@ -12,24 +12,16 @@ Job starts only after the last old pod is gone" is checked on the API's own even
 from __future__ import annotations
 
 import json
-import subprocess
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+import chartrelease
 import gatewatch
-import migrationkit
-import operatorproc
-import pgserver
 import pytest
 import samples
 from kubeharness.wait import eventually
 from migrategate.api import constants as c
-from migrationkit import REPO
 
-CHART = REPO / "charts" / "examples" / "app"
 STYLE = "seed004_ini_url"
 REPLICAS = 2
 
@@ -70,114 +62,33 @@ def ec_images(node_images) -> dict[str, str]:
     return {"runner": node_images.runner(), **apps}
 
 
-@pytest.fixture(scope="module")
-def ec_ns(control_plane) -> Iterator[str]:
-    with migrationkit.restricted_namespace(control_plane, f"ec-{uuid.uuid4().hex[:6]}") as name:
-        yield name
-
-
-@pytest.fixture(scope="module")
-def ec_operator(control_plane, ec_ns, ec_images, tmp_path_factory) -> Iterator[Any]:
-    """The operator with exactly deploy/rbac.yaml's rights (it reads Deployments now)."""
-    migrationkit.apply_crd(control_plane)
-    path = tmp_path_factory.mktemp("ec-identity") / "operator.kubeconfig"
-    with migrationkit.operator_identity(
-        control_plane, ec_ns, path, token_args=("--duration=2h",)
-    ) as kubeconfig:
-        log = tmp_path_factory.mktemp("ec-operator") / "operator.log"
-        env = {**control_plane.env, "KUBECONFIG": str(kubeconfig)}
-        with operatorproc.running(env, ec_ns, log, runner_image=ec_images["runner"]) as op:
-            yield op
-            assert "forbidden" not in op.log().lower()
-
-
 @pytest.fixture
-def ctx(control_plane, ec_ns, ec_operator, pg, ec_images, tmp_path) -> Ctx:
-    return Ctx(control_plane, ec_ns, pg, tmp_path, ec_images)
+def ctx(control_plane, module_namespace, shipped_operator, pg, ec_images, tmp_path) -> Ctx:
+    return Ctx(control_plane, module_namespace, pg, tmp_path, ec_images)
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-@dataclass
-class Ctx:
-    cp: Any
-    ns: str
-    pg: pgserver.PgServer
-    tmp: Path
-    images: dict[str, str]
-
-    def kubectl(self, *args: str, **kw: Any) -> str:
-        return str(self.cp.kubectl(*args, "-n", self.ns, **kw))
-
-    def get(self, *what: str) -> dict[str, Any]:
-        return dict(json.loads(self.kubectl("get", *what, "-o", "json")))
-
-    def recorder(self) -> gatewatch.Recorder:
-        return gatewatch.Recorder(self.cp.server, self.cp.workdir / "pki", self.ns)
-
+class Ctx(chartrelease.Stage):
     def app(self, release: str) -> App:
-        db = self.pg.create_database()
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": f"{release}-db"},
-            "stringData": {"url": self.pg.url(db)},
-        }
-        self.kubectl("apply", "-f", "-", input=json.dumps(secret))
-        return App(self, release, db)
+        return App(self, release, self.database(release))
 
 
 @dataclass
-class App:
-    """One release of the example chart: a Deployment and its DatabaseMigration."""
-
-    ctx: Ctx
-    release: str
-    db: str
-
-    @property
-    def name(self) -> str:  # the chart's fullname, the Deployment's and the migration's name
-        return f"{self.release}-app"
+class App(chartrelease.Release):
+    """A release whose REPLICAS pods run serve.py."""
 
     def apply(self, image_key: str, version: str) -> None:
-        repository, tag = self.ctx.images[image_key].rsplit(":", 1)
-        values = {
-            "image": {"repository": repository, "tag": tag},
-            "replicas": REPLICAS,
-            "command": ["python", "serve.py", version],
-            "databaseURL": {"secretName": f"{self.release}-db", "secretKey": "url"},
-        }
-        values_file = self.ctx.tmp / f"{self.release}-{image_key}-values.json"
-        values_file.write_text(json.dumps(values))
-        cmd = ["helm", "template", self.release, str(CHART), "-n", self.ctx.ns]
-        out = subprocess.run(
-            [*cmd, "-f", str(values_file)],
-            env=self.ctx.cp.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        self.ctx.kubectl("apply", "-f", "-", input=out)
-
-    def status(self) -> dict[str, Any]:
-        return self.ctx.get("dbm", self.name).get("status") or {}
+        values = {"replicas": REPLICAS, "command": ["python", "serve.py", version]}
+        self.install(self.stage.images[image_key], values, image_key)
 
     def condition(self, kind: str) -> dict[str, Any]:
         conds = {x["type"]: x for x in self.status().get("conditions") or []}
         return dict(conds.get(kind) or {})
 
-    def wait_condition(self, kind: str, timeout: float = 240) -> dict[str, Any]:
-        def check() -> dict[str, Any]:
-            st = self.status()
-            conds = {x["type"]: x["status"] for x in st.get("conditions") or []}
-            assert conds.get(kind) == "True", st
-            return st
-
-        return eventually(check, timeout=timeout, interval=0.3)
-
     def wait_ready(self, image_key: str, timeout: float = 240) -> dict[str, Any]:
-        image = self.ctx.images[image_key]
+        image = self.stage.images[image_key]
 
         def check() -> dict[str, Any]:
             st = self.status()
@@ -188,30 +99,18 @@ class App:
         return eventually(check, timeout=timeout, interval=0.3)
 
     def wait_rolled_out(self, image_key: str, replicas: int = REPLICAS) -> None:
-        image = self.ctx.images[image_key]
+        image = self.stage.images[image_key]
 
         def check() -> None:
-            pods = [p for p in self.pods() if not p["metadata"].get("deletionTimestamp")]
+            pods = self.live_pods()
             assert len(pods) == replicas, [p["metadata"]["name"] for p in pods]
             for pod in pods:
                 assert gatewatch.image_of(pod) == image and gatewatch.ready(pod), pod["status"]
 
         eventually(check, timeout=180, interval=0.5)
 
-    def pods(self) -> list[dict[str, Any]]:
-        selector = f"app.kubernetes.io/instance={self.release}"
-        return list(self.ctx.get("pods", "-l", selector)["items"])
-
-    def jobs(self) -> list[dict[str, Any]]:
-        return list(self.ctx.get("jobs", "-l", f"{c.LABEL_MIGRATION}={self.name}")["items"])
-
-    def heads(self) -> list[str]:
-        return sorted(
-            r[0] for r in self.ctx.pg.execute("SELECT version_num FROM alembic_version", self.db)
-        )
-
     def columns(self) -> set[str]:
-        rows = self.ctx.pg.execute(
+        rows = self.stage.pg.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'items'",
             self.db,
         )
@@ -222,15 +121,11 @@ def restarts(rec: gatewatch.Recorder, release: str) -> dict[str, int]:
     """The highest restartCount each of the release's pods ever reported."""
     out: dict[str, int] = {}
     for event in rec.events("Pod"):
-        if release_of(event.obj) != release:
+        if chartrelease.release_of(event.obj) != release:
             continue
         for status in (event.obj.get("status") or {}).get("containerStatuses") or []:
             out[event.name] = max(out.get(event.name, 0), int(status.get("restartCount") or 0))
     return out
-
-
-def release_of(obj: dict[str, Any]) -> str | None:
-    return obj["metadata"].get("labels", {}).get("app.kubernetes.io/instance")
 
 
 def last_gone(rec: gatewatch.Recorder, release: str, image: str) -> float:
@@ -239,7 +134,7 @@ def last_gone(rec: gatewatch.Recorder, release: str, image: str) -> float:
         e.at
         for e in rec.events("Pod")
         if e.type == "DELETED"
-        and release_of(e.obj) == release
+        and chartrelease.release_of(e.obj) == release
         and gatewatch.image_of(e.obj) == image
     ]
     assert times, f"no pod of {image} was deleted"
@@ -315,7 +210,7 @@ def test_a_failed_contract_stalls_and_the_new_pods_keep_serving(ctx: Ctx) -> Non
     app = ctx.app("failing")
     with ctx.recorder() as rec:
         app.apply("ec-v2-contract-broken", "ec-v2")
-        st = app.wait_condition("Stalled")
+        st = app.wait_condition("Stalled", timeout=240)
         app.wait_rolled_out("ec-v2-contract-broken")
     assert st["phase"] == "Failed", st
     assert st["phases"]["expand"]["state"] == "Succeeded", st

@@ -12,28 +12,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import chartrelease
 import gatewatch
-import migrationkit
-import operatorproc
+import operatorkit
 import pgserver
 import pytest
 import samples
-from kubeharness import manifests as m
 from kubeharness.wait import eventually
 from migrategate.api import constants as c
-from migrationkit import REPO
 
-CHART = REPO / "charts" / "examples" / "app"
 STYLE = "seed004_ini_url"
 VERSIONS = ("v1", "v2", "v2-broken", "v3")
 OTHER_GATE = "example.com/other"
@@ -49,72 +43,29 @@ def gate_images(node_images) -> dict[str, str]:
     return {"runner": node_images.runner(), **images}
 
 
-@pytest.fixture(scope="module")
-def gate_ns(control_plane) -> Iterator[str]:
-    with migrationkit.restricted_namespace(control_plane, f"gate-{uuid.uuid4().hex[:6]}") as name:
-        yield name
-
-
-@pytest.fixture(scope="module")
-def operator_kubeconfig(control_plane, gate_ns, tmp_path_factory) -> Iterator[Path]:
-    """A ServiceAccount token bound to deploy/rbac.yaml's ClusterRole rules (copied under a
-    name of this module's own, so other modules' copies of deploy/rbac.yaml are untouched):
-    the gate must work with exactly the rights the operator ships with."""
-    path = tmp_path_factory.mktemp("gate-identity") / "operator.kubeconfig"
-    with migrationkit.operator_identity(
-        control_plane, gate_ns, path, token_args=("--duration=2h",)
-    ) as kubeconfig:
-        yield kubeconfig
-
-
-@pytest.fixture(scope="module")
-def operator(
-    control_plane, gate_ns, gate_images, operator_kubeconfig, tmp_path_factory
-) -> Iterator[Any]:
-    migrationkit.apply_crd(control_plane)
-    log = tmp_path_factory.mktemp("gate-operator") / "operator.log"
-    env = {**control_plane.env, "KUBECONFIG": str(operator_kubeconfig)}
-    with operatorproc.running(env, gate_ns, log, runner_image=gate_images["runner"]) as op:
-        yield op
-    assert "forbidden" not in op.log().lower()
-
-
 @pytest.fixture
-def ctx(control_plane, gate_ns, operator, pg, gate_images, tmp_path) -> Ctx:
-    return Ctx(control_plane, gate_ns, operator, pg, tmp_path, gate_images)
+def ctx(control_plane, module_namespace, shipped_operator, pg, gate_images, tmp_path) -> Ctx:
+    return Ctx(control_plane, module_namespace, pg, tmp_path, gate_images, shipped_operator)
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-@dataclass
-class Ctx:
-    cp: Any
-    ns: str
-    operator: Any
-    pg: pgserver.PgServer
-    tmp: Path
-    images: dict[str, str]  # sample version (and "runner") -> image name
-
-    def kubectl(self, *args: str, **kw: Any) -> str:
-        return str(self.cp.kubectl(*args, "-n", self.ns, **kw))
-
-    def get(self, *what: str) -> dict[str, Any]:
-        return dict(json.loads(self.kubectl("get", *what, "-o", "json")))
+class Ctx(chartrelease.Stage):
+    def __init__(
+        self,
+        cp: Any,
+        namespace: str,
+        pg: pgserver.PgServer,
+        tmp: Path,
+        images: dict[str, str],
+        operator: Any,
+    ) -> None:
+        super().__init__(cp, namespace, pg, tmp, images)
+        self.operator = operator
 
     def app(self, release: str, replicas: int, values: dict | None = None, **migration: Any) -> App:
-        db = self.pg.create_database()
-        secret = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": f"{release}-db"},
-            "stringData": {"url": self.pg.url(db)},
-        }
-        self.kubectl("apply", "-f", "-", input=json.dumps(secret))
-        return App(self, release, db, replicas, migration, values or {})
-
-    def recorder(self) -> gatewatch.Recorder:
-        return gatewatch.Recorder(self.cp.server, self.cp.workdir / "pki", self.ns)
+        return App(self, release, self.database(release), replicas, migration, values or {})
 
     def gated_pods_metric(self) -> float:
         for line in self.operator.metrics().splitlines():
@@ -124,77 +75,38 @@ class Ctx:
 
 
 @dataclass
-class App:
-    """One release of the example chart: a Deployment and its DatabaseMigration."""
+class App(chartrelease.Release):
+    """A release whose pods sleep, at a sample version of VERSIONS."""
 
-    ctx: Ctx
-    release: str
-    db: str
-    replicas: int
+    replicas: int = 1
     migration: dict[str, Any] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)  # more chart values
 
-    @property
-    def name(self) -> str:  # the chart's fullname: <release>-app
-        return f"{self.release}-app"
-
     def image(self, version: str) -> str:
-        return self.ctx.images[version]
+        return self.stage.images[version]
 
-    def render(self, version: str) -> str:
-        repository, tag = self.image(version).rsplit(":", 1)
-        values = {
-            "image": {"repository": repository, "tag": tag},
+    def chart_values(self) -> dict[str, Any]:
+        return {
             "replicas": self.replicas,
             "command": ["sleep", "infinity"],
-            "databaseURL": {"secretName": f"{self.release}-db", "secretKey": "url"},
             "migration": self.migration,
             **self.values,
         }
-        if shutil.which("helm", path=self.ctx.cp.env.get("PATH")) is None:
-            pytest.skip("helm is not built (make cluster-binaries)")
-        values_file = self.ctx.tmp / f"{self.release}-{version}-values.json"
-        values_file.write_text(json.dumps(values))
-        cmd = [
-            "helm",
-            "template",
-            self.release,
-            str(CHART),
-            "-n",
-            self.ctx.ns,
-            "-f",
-            str(values_file),
-        ]
-        out = subprocess.run(cmd, env=self.ctx.cp.env, capture_output=True, text=True, check=True)
-        return out.stdout
 
     def apply(self, version: str) -> None:
-        """The DatabaseMigration and the Deployment, in one apply."""
-        manifest = self.render(version)
-        assert "kind: DatabaseMigration" in manifest and "kind: Deployment" in manifest
-        self.ctx.kubectl("apply", "-f", "-", input=manifest)
-
-    def status(self) -> dict[str, Any]:
-        return self.ctx.get("dbm", self.name).get("status") or {}
-
-    def pods(self) -> list[dict[str, Any]]:
-        selector = f"app.kubernetes.io/instance={self.release}"
-        return list(self.ctx.get("pods", "-l", selector)["items"])
-
-    def jobs(self) -> list[str]:
-        items = self.ctx.get("jobs", "-l", f"{c.LABEL_MIGRATION}={self.name}")["items"]
-        return sorted(j["metadata"]["name"] for j in items)
+        """The DatabaseMigration and the Deployment at `version`, in one apply."""
+        self.install(self.image(version), self.chart_values(), version)
 
     def wait_rolled_out(self, version: str, timeout: float = 180) -> None:
         """Every replica runs `version`, Ready, and no other pod is left."""
 
         def check() -> None:
-            dep = self.ctx.get("deployment", self.name)
+            dep = self.stage.get("deployment", self.name)
             st = dep.get("status") or {}
             assert st.get("observedGeneration") == dep["metadata"]["generation"], st
             for key in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas"):
                 assert st.get(key) == self.replicas, (key, st)
-            pods = [p for p in self.pods() if not p["metadata"].get("deletionTimestamp")]
+            pods = self.live_pods()
             assert len(pods) == self.replicas, [p["metadata"]["name"] for p in pods]
             for pod in pods:
                 assert gatewatch.image_of(pod) == self.image(version), pod["spec"]
@@ -210,20 +122,6 @@ class App:
             return st
 
         return eventually(check, timeout=timeout, interval=0.2)
-
-    def wait_condition(self, kind: str, timeout: float = 120) -> dict[str, Any]:
-        def check() -> dict[str, Any]:
-            st = self.status()
-            conds = {x["type"]: x["status"] for x in st.get("conditions") or []}
-            assert conds.get(kind) == "True", st
-            return st
-
-        return eventually(check, timeout=timeout, interval=0.2)
-
-    def db_heads(self) -> list[str]:
-        return sorted(
-            r[0] for r in self.ctx.pg.execute("SELECT version_num FROM alembic_version", self.db)
-        )
 
 
 def pod_history(rec: gatewatch.Recorder, release: str) -> list[tuple[float, list[dict]]]:
@@ -278,11 +176,6 @@ def assert_held(pod: dict[str, Any]) -> None:
     assert (pod.get("status") or {}).get("phase") in (None, "Pending"), pod.get("status")
 
 
-def assert_no_password(text: str) -> None:
-    for secret in (pgserver.APP_PASSWORD, pgserver.SPECIAL_PASSWORD):
-        assert secret not in text
-
-
 # ----------------------------------------------------------------------------- tests
 
 
@@ -321,8 +214,8 @@ def test_update_holds_new_pods_until_their_migration_succeeds(ctx):
         for pod in states:
             assert_held(pod)
     assert_old_replicas_kept(history, v1, v2, 3)
-    assert app.db_heads() == [samples.head_of("v2")]
-    assert len(app.jobs()) == 2
+    assert app.heads() == [samples.head_of("v2")]
+    assert len(app.job_names()) == 2
     eventually(lambda: _assert_equal(ctx.gated_pods_metric(), 0.0), timeout=10)
     assert "migrategate_gate_wait_seconds_count" in ctx.operator.metrics()
 
@@ -369,8 +262,8 @@ def test_failed_migration_keeps_new_pods_gated_until_a_fix(ctx):
     assert len(replacement) == 1  # born gated, released while the v2-broken pods were held
     assert gatewatch.gated(pods_of(history, v1)[replacement[0]][0])
     assert pods_of(history, v3, until=stalled_at) == {}
-    assert app.db_heads() == [samples.head_of("v3")]
-    assert_no_password(json.dumps(st) + ctx.operator.log())
+    assert app.heads() == [samples.head_of("v3")]
+    operatorkit.assert_no_password(json.dumps(st) + ctx.operator.log())
 
 
 def _assert_v1_replaced(app: App, v1: str, lost: str) -> None:
@@ -397,7 +290,7 @@ def test_rollback_to_v1_succeeds_with_a_warning_and_releases_v1_pods(ctx):
     app.wait_rolled_out("v1")
     app.apply("v2")
     app.wait_rolled_out("v2")
-    assert app.db_heads() == [samples.head_of("v2")]
+    assert app.heads() == [samples.head_of("v2")]
     app.apply("v1")
     st = app.wait_condition("Ready")
     assert st["migratedImage"] == app.image("v1") and st["observedGeneration"] == 3
@@ -405,14 +298,14 @@ def test_rollback_to_v1_succeeds_with_a_warning_and_releases_v1_pods(ctx):
     assert any(samples.head_of("v2") in w for w in st["warnings"]), st["warnings"]
     assert st["currentRevision"] == [samples.head_of("v2")]
     app.wait_rolled_out("v1")
-    assert app.db_heads() == [samples.head_of("v2")]  # nothing was downgraded
+    assert app.heads() == [samples.head_of("v2")]  # nothing was downgraded
 
 
 def test_scale_up_releases_new_pods_without_a_new_job(ctx):
     app = ctx.app("scale", replicas=1)
     app.apply("v1")
     app.wait_rolled_out("v1")
-    jobs = app.jobs()
+    jobs = app.job_names()
     generation = ctx.get("dbm", app.name)["metadata"]["generation"]
     with ctx.recorder() as rec:
         ctx.kubectl("scale", f"deployment/{app.name}", "--replicas=4")
@@ -422,7 +315,7 @@ def test_scale_up_releases_new_pods_without_a_new_job(ctx):
     new_pods = pods_of(history, app.image("v1"))
     created_gated = [n for n, states in new_pods.items() if gatewatch.gated(states[0])]
     assert len(created_gated) == 3, new_pods.keys()  # born gated, released by the operator
-    assert app.jobs() == jobs
+    assert app.job_names() == jobs
     assert ctx.get("dbm", app.name)["metadata"]["generation"] == generation
 
 
@@ -446,7 +339,7 @@ def test_operator_restart_while_pods_are_gated(ctx):
     st = app.wait_condition("Ready")
     assert st["migratedImage"] == v2 and st["attempts"] == 1
     app.wait_rolled_out("v2")
-    assert len(app.jobs()) == 2
+    assert len(app.job_names()) == 2
 
 
 def _assert_job_complete(ctx: Ctx, app: App) -> None:
@@ -456,24 +349,7 @@ def _assert_job_complete(ctx: Ctx, app: App) -> None:
 
 def test_missing_migration_warns_then_a_new_one_releases_keeping_other_gates(ctx):
     image = ctx.images["v1"]
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "orphan", "annotations": {c.ANNOTATION_MIGRATION: "late"}},
-        "spec": {
-            "schedulingGates": [{"name": c.SCHEDULING_GATE}, {"name": OTHER_GATE}],
-            "securityContext": m.RESTRICTED_POD,
-            "containers": [
-                {
-                    "name": "app",
-                    "image": image,
-                    "command": ["sleep", "infinity"],
-                    "securityContext": m.RESTRICTED_CONTAINER,
-                }
-            ],
-        },
-    }
-    ctx.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    ctx.apply(operatorkit.gated_pod("orphan", image, "late", OTHER_GATE))
 
     def warned() -> None:
         out = ctx.kubectl(
@@ -485,24 +361,8 @@ def test_missing_migration_warns_then_a_new_one_releases_keeping_other_gates(ctx
     eventually(warned, timeout=30)
     assert_held(ctx.get("pod", "orphan"))
     # The DatabaseMigration it names appears and migrates its image: our gate goes, the other stays.
-    db = ctx.pg.create_database()
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "late-db"},
-        "stringData": {"url": ctx.pg.url(db)},
-    }
-    ctx.kubectl("apply", "-f", "-", input=json.dumps(secret))
-    dbm = {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": "late"},
-        "spec": {
-            "image": image,
-            "databaseURL": {"secretKeyRef": {"name": "late-db", "key": "url"}},
-        },
-    }
-    ctx.kubectl("apply", "-f", "-", input=json.dumps(dbm))
+    ctx.database("late")
+    ctx.migration("late", image, "late-db")
 
     def only_other_gate_left() -> None:
         gates = ctx.get("pod", "orphan")["spec"].get("schedulingGates")
@@ -521,7 +381,7 @@ def test_init_container_mode_waits_for_the_schema_without_the_operator(ctx):
         "migration": {"enabled": False},
     }
     app = ctx.app("init", replicas=2, values=values)
-    manifest = app.render("v1")
+    manifest = app.render(app.image("v1"), app.chart_values(), "v1")
     assert "kind: DatabaseMigration" not in manifest and c.SCHEDULING_GATE not in manifest
     ctx.kubectl("apply", "-f", "-", input=manifest)
 
@@ -549,4 +409,4 @@ def test_init_container_mode_waits_for_the_schema_without_the_operator(ctx):
     done = subprocess.run(migrate, cwd=project, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     app.wait_rolled_out("v1", timeout=60)
-    assert app.db_heads() == [samples.head_of("v1")]
+    assert app.heads() == [samples.head_of("v1")]

@@ -168,8 +168,7 @@ print(f"probe: tmp={_TMP} home={pathlib.Path.home()} uid={os.getuid()} root=read
 
 
 def test_the_runner_writes_tmp_and_home_under_a_read_only_root(cluster, operator, app_image, pg):
-    db = pg.create_database()
-    cluster.secret("db", pg.url(db))
+    cluster.new_database(pg)
     base = (samples.SAMPLES_DIR / STYLE / samples.BASE_14_PATH).read_text()
     files = {samples.BASE_14_PATH: base + WRITES_PROBE}
     # named-user: the image's HOME (/home/app) belongs to a user the pod does not run as.
@@ -287,8 +286,7 @@ RETRY_REASONS = {
 def test_a_pod_deleted_or_evicted_mid_migration_is_retried(
     how, style, cluster, control_plane, operator, app_image, pg
 ):
-    db = pg.create_database()
-    cluster.secret("db", pg.url(db))
+    db = cluster.new_database(pg)
     retry = {"limit": 3, "backoffSeconds": 5, "maxBackoffSeconds": 5}
     with (
         pg.admin_connection(db) as blocker,
@@ -358,8 +356,7 @@ def _retrying_event(cluster: Cluster) -> dict[str, Any]:
 def test_an_image_that_appears_within_the_pull_grace_is_migrated(
     cluster, control_plane, namespace, crd, runner_image, node_images, pg, tmp_path
 ):
-    db = pg.create_database()
-    cluster.secret("db", pg.url(db))
+    db = cluster.new_database(pg)
     built = imagebuild.app_image(STYLE, "v1")
     # Not on the node under this name: the kubelet tries https://localhost/v2/... (refused at
     # once, nothing leaves the machine) and backs off, as with a registry that is not ready.
@@ -400,8 +397,7 @@ def test_an_operator_that_cannot_list_its_children_never_acts_blind(
     resource, cluster, control_plane, namespace, crd, runner_image, app_image, pg, tmp_path
 ):
     cp = control_plane
-    db = pg.create_database()
-    cluster.secret("db", pg.url(db))
+    cluster.new_database(pg)
     image = app_image(STYLE, "v1")
     kubeconfig = tmp_path / "operator.kubeconfig"
     with operator_identity(cp, namespace, kubeconfig, without=(resource, "list")) as identity:

@@ -95,8 +95,7 @@ def test_new_image_gives_a_new_job_and_applied_revisions(cluster, operator, app_
 
 
 def test_failing_revision_stalls_without_leaking_or_looping(cluster, operator, app_image, pg):
-    db = pg.create_database()
-    cluster.secret("db", pg.url(db))
+    db = cluster.new_database(pg)
     style = "seed000_env_sync_url"
     cluster.migration("shop", app_image(style, "v1"), "db")
     cluster.wait_ready("shop")
@@ -142,8 +141,7 @@ def test_missing_secret_stalls_naming_it(cluster, operator, app_image, pg):
 def test_image_that_cannot_be_pulled_stalls_after_the_grace(
     cluster, control_plane, namespace, crd, runner_image, pg, tmp_path
 ):
-    db = pg.create_database()
-    cluster.secret("db", pg.url(db))
+    cluster.new_database(pg)
     grace = {"MIGRATEGATE_IMAGE_PULL_GRACE": "30"}
     log = tmp_path / "operator.log"
     env = control_plane.env
@@ -170,8 +168,7 @@ def _assert_no_active_jobs(cluster: Cluster, name: str) -> None:
 def test_operator_killed_while_job_runs_adopts_it(
     cluster, control_plane, namespace, crd, runner_image, app_image, pg, tmp_path
 ):
-    db = pg.create_database()
-    cluster.secret("db", pg.url(db))
+    db = cluster.new_database(pg)
     style = "seed002_async_engine_wrap"
     # Revision 0004 of v2 waits for this advisory lock: the Job runs as long as the test holds it.
     with pg.admin_connection(db) as blocker:
@@ -204,8 +201,7 @@ def _assert_pod_running(cluster: Cluster) -> None:
 
 
 def test_transient_failure_is_retried_once_the_database_is_back(cluster, operator, app_image, pg):
-    db = pg.create_database()
-    cluster.secret("db", pg.url(db))
+    db = cluster.new_database(pg)
     pg.stop()
     try:
         cluster.migration(
@@ -266,8 +262,7 @@ def test_operator_without_secret_permissions_completes(
     for verb in ("get", "list", "watch"):
         out = cp.kubectl("auth", "can-i", verb, "secrets", "-n", namespace, "--as", sa, check=False)
         assert out.strip() == "no"
-    db = pg.create_database()
-    cluster.secret("db", pg.url(db))
+    cluster.new_database(pg)
     env = {**cp.env, "KUBECONFIG": str(operator_identity)}
     log = tmp_path / "operator.log"
     with operatorproc.running(env, namespace, log, runner_image=runner_image) as op:

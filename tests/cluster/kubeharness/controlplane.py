@@ -65,7 +65,7 @@ class ControlPlane:
 
     @property
     def node_paths(self) -> node.NodePaths:
-        return node.NodePaths(self.workdir)
+        return node.NodePaths.under(self.workdir)
 
     def ctr(self, *args: str) -> str:
         """containerd's own CLI on this node, in the kubelet's (k8s.io) namespace."""

@@ -48,6 +48,7 @@ import pgserver
 import pytest
 import yaml
 
+from . import imagebuild
 from .controlplane import run_kubectl
 
 KUBECONFIG_ENV = "MIGRATEGATE_KUBECONFIG"
@@ -251,11 +252,7 @@ class MappedImages:
         return self._get("busybox")
 
     def app(
-        self,
-        style: str,
-        version: str,
-        flavour: str = "root",
-        files: Mapping[str, str] | None = None,
+        self, style: str, version: str, flavour: str = "root", files: imagebuild.ProjectFiles = None
     ) -> str:
         if files:  # made for one test: the local harness builds it, no loader can foresee it
             pytest.skip(

@@ -74,6 +74,9 @@ DPKG_OPTIONS = (
 MERGED_USR_HOOK = "/usr/share/mmdebstrap/hooks/maybe-merged-usr"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+# Files that replace a sample project's own in its image: path under /app -> text.
+ProjectFiles = Mapping[str, str] | None
+
 RUNTIME = "/usr/bin/runc"  # crun cannot run on these hybrid-cgroup hosts
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 BUSYBOX = Path("/bin/busybox")  # from the busybox-static package
@@ -626,11 +629,7 @@ class ImageBuilder:
         self._buildah(log, "run", "--runtime", RUNTIME, "--network", "host", *ca, ctr, "--", *argv)
 
     def app_image(
-        self,
-        style: str,
-        version: str,
-        flavour: str = "root",
-        files: Mapping[str, str] | None = None,
+        self, style: str, version: str, flavour: str = "root", files: ProjectFiles = None
     ) -> BuiltImage:
         """A sample project (``samples.materialize``) in ``/app``, the working directory.
 
@@ -834,7 +833,7 @@ def runner_image() -> BuiltImage:
 
 
 def app_image(
-    style: str, version: str, flavour: str = "root", files: Mapping[str, str] | None = None
+    style: str, version: str, flavour: str = "root", files: ProjectFiles = None
 ) -> BuiltImage:
     return ImageBuilder().app_image(style, version, flavour, files)
 

@@ -5,7 +5,6 @@ them with ``imagePullPolicy: IfNotPresent``; nothing is ever pulled.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 from . import imagebuild
@@ -37,11 +36,7 @@ class NodeImages:
         return self.load(imagebuild.runner_image())
 
     def app(
-        self,
-        style: str,
-        version: str,
-        flavour: str = "root",
-        files: Mapping[str, str] | None = None,
+        self, style: str, version: str, flavour: str = "root", files: imagebuild.ProjectFiles = None
     ) -> str:
         """A sample application image whose WORKDIR holds ``style``'s project at
         ``version`` (``files`` adds or replaces files of the project)."""

@@ -40,41 +40,46 @@ def pod_spec(*containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
     }
 
 
+def resource(api_version: str, kind: str, name: str, **body: Any) -> dict[str, Any]:
+    """An object named ``name``; ``body`` holds its other top-level fields (spec, stringData)."""
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, **body}
+
+
+def secret(name: str, **string_data: str) -> dict[str, Any]:
+    return resource("v1", "Secret", name, stringData=string_data)
+
+
 def pod(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": pod_spec(*containers, **spec),
-    }
+    return resource("v1", "Pod", name, spec=pod_spec(*containers, **spec))
 
 
 def job(
     name: str, *containers: dict[str, Any], backoff_limit: int = 0, **spec: Any
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {
-            "backoffLimit": backoff_limit,
-            "template": {"spec": pod_spec(*containers, **spec)},
-        },
-    }
+    template = {"spec": pod_spec(*containers, **spec)}
+    return resource(
+        "batch/v1", "Job", name, spec={"backoffLimit": backoff_limit, "template": template}
+    )
 
 
-def deployment(name: str, replicas: int, *containers: dict[str, Any]) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": pod_spec(*containers, restartPolicy="Always"),
-            },
-        },
+def deployment(
+    name: str,
+    replicas: int,
+    *containers: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """Pods labelled ``labels`` (default app=<name>) and annotated ``annotations``; ``spec``
+    adds pod spec fields."""
+    labels = labels or {"app": name}
+    template = {
+        "metadata": {"labels": labels, "annotations": annotations or {}},
+        "spec": pod_spec(*containers, restartPolicy="Always", **spec),
     }
+    return resource(
+        "apps/v1",
+        "Deployment",
+        name,
+        spec={"replicas": replicas, "selector": {"matchLabels": labels}, "template": template},
+    )

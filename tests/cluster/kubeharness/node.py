@@ -33,29 +33,26 @@ PAUSE_IMAGE = "localhost/migrategate/pause:{version}"
 
 @dataclass(frozen=True)
 class NodePaths:
-    """Where the node keeps its state; all under the cluster's work dir."""
+    """Where the node keeps its state; all under the cluster's work dir (``under``)."""
 
     workdir: Path
+    containerd_socket: Path
+    containerd_config: Path
+    kubelet_dir: Path
+    cni_conf_dir: Path
+    cni_ipam_dir: Path
 
-    @property
-    def containerd_socket(self) -> Path:
-        return self.workdir / "containerd" / "containerd.sock"
-
-    @property
-    def containerd_config(self) -> Path:
-        return self.workdir / "containerd" / "config.toml"
-
-    @property
-    def kubelet_dir(self) -> Path:
-        return self.workdir / "kubelet"
-
-    @property
-    def cni_conf_dir(self) -> Path:
-        return self.workdir / "cni" / "net.d"
-
-    @property
-    def cni_ipam_dir(self) -> Path:
-        return self.workdir / "cni" / "ipam"
+    @classmethod
+    def under(cls, workdir: Path) -> NodePaths:
+        containerd, cni = workdir / "containerd", workdir / "cni"
+        return cls(
+            workdir=workdir,
+            containerd_socket=containerd / "containerd.sock",
+            containerd_config=containerd / "config.toml",
+            kubelet_dir=workdir / "kubelet",
+            cni_conf_dir=cni / "net.d",
+            cni_ipam_dir=cni / "ipam",
+        )
 
 
 def cgroup_name(node_id: str) -> str:
