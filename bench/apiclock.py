@@ -8,13 +8,11 @@ events). Each stamps an event with ``time.monotonic()`` on arrival.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
-from pathlib import Path
 from typing import Any
 
 import localstack
@@ -67,19 +65,6 @@ async def watching(*watches: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
             task.cancel()
 
 
-def migration(name: str, image: str, secret: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": c.API_VERSION,
-        "kind": c.KIND,
-        "metadata": {"name": name},
-        "spec": {
-            "image": image,
-            "databaseURL": {"secretKeyRef": {"name": secret, "key": "url"}},
-            **spec,
-        },
-    }
-
-
 async def create(api: client.ApiClient, body: dict[str, Any]) -> float:
     """Create a DatabaseMigration; the time the call returned."""
     await client.CustomObjectsApi(api).create_namespaced_custom_object(
@@ -115,9 +100,7 @@ def main(
 ) -> int:
     """Parse ``--runs``/``--json``, run ``bench(cp, pg, image, runs)`` on a stack in its own
     namespaces, add ``after(stack)``'s figures, and publish."""
-    parser = argparse.ArgumentParser(prog=f"bench {name}", description=doc.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=runs[0], help=runs[1])
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser = cluster.arguments(name, doc, *runs)
     raw = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(raw)
     status = cluster.isolated(name, raw, lambda: cluster.build_images((STYLE, VERSION)))

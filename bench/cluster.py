@@ -15,6 +15,7 @@ Needs root and PYTHONPATH=tests:tests/cluster (``make bench`` sets it).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -51,6 +52,21 @@ def publish(results: Mapping[str, Any], path: Path | None) -> int:
     if path:
         path.write_text(text + "\n")
     return 0
+
+
+def arguments(
+    name: str, doc: str, runs: int, runs_help: str = "counted runs", warmup: bool = False
+) -> argparse.ArgumentParser:
+    """``bench <name>``'s parser with what the cluster benchmarks share: ``--runs`` (default
+    ``runs``), ``--json`` and, with ``warmup``, ``--warmup`` (uncounted first runs); each adds
+    its own."""
+    parser = argparse.ArgumentParser(prog=f"bench {name}", description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=runs, help=runs_help)
+    if warmup:
+        why = "uncounted first runs (cold API server paths, TLS)"
+        parser.add_argument("--warmup", type=int, default=1, help=why)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    return parser
 
 
 def isolated(name: str, argv: list[str], images: Callable[[], object]) -> int | None:

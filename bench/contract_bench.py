@@ -18,11 +18,8 @@ operator's watch of pods, nothing polls.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gatewatch
@@ -59,18 +56,14 @@ def old_pod(name: str, image: str) -> dict[str, Any]:
 
 def one_run(cp: Any, pg: pgserver.PgServer, images: dict[str, str], i: int) -> Run:
     name = f"bench-{i:03d}"
-    db = pg.create_database()
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}
-    secret["stringData"] = {"url": pg.url(db)}
-    kubectl = lambda *a, **kw: cp.kubectl(*a, "-n", NAMESPACE, **kw)  # noqa: E731
-    kubectl("apply", "-f", "-", input=json.dumps(secret))
-    kubectl("apply", "-f", "-", input=json.dumps(old_pod(name, images[OLD])))
+    ns = operatorkit.Cluster(cp, NAMESPACE)
+    ns.new_database(pg, secret=name)
+    ns.apply(old_pod(name, images[OLD]))
     rec = cluster.recorder(cp, NAMESPACE)
     try:
-        migration = operatorkit.migration_manifest(name, images[NEW], name)
-        kubectl("apply", "-f", "-", input=json.dumps(migration))
+        ns.migration(name, images[NEW], name)
         eventually(lambda: _waiting(rec, name), timeout=180)
-        kubectl("delete", "pod", f"{name}-old", "--grace-period=0", "--wait=false")
+        ns.kubectl("delete", "pod", f"{name}-old", "--grace-period=0", "--wait=false")
         ready = eventually(lambda: _ready_at(rec, name), timeout=180)
         gone = _deleted_at(rec, f"{name}-old")
         created = _contract_job_added_at(rec, name)
@@ -115,12 +108,7 @@ def _contract_job_added_at(rec: gatewatch.Recorder, name: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench contract", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument(
-        "--warmup", type=int, default=1, help="uncounted first runs (cold API server paths, TLS)"
-    )
-    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser = cluster.arguments("contract", __doc__, runs=20, warmup=True)
     raw = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(raw)
     apps = ((STYLE, OLD), (STYLE, NEW))

@@ -22,11 +22,8 @@ kubelet on the same 2 cores while the gate lifts the others.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gatewatch
@@ -48,28 +45,18 @@ GOAL_P95_MS = 500
 def manifests(name: str, image: str, replicas: int) -> list[dict[str, Any]]:
     """A DatabaseMigration and a Deployment whose pods wait for it, as the example chart does
     (their pods pass the namespace's restricted Pod Security profile)."""
-    labels = {"app.kubernetes.io/name": name}
     migration = operatorkit.migration_manifest(name, image, name)
     app = m.container("app", "exec sleep infinity", image=image)
-    pod_spec = {
-        **m.pod_spec(app, restartPolicy="Always"),
-        "schedulingGates": [{"name": c.SCHEDULING_GATE}],
+    deployment = m.deployment(
+        name,
+        replicas,
+        app,
+        labels={"app.kubernetes.io/name": name},
+        annotations={c.ANNOTATION_MIGRATION: name},
+        schedulingGates=[{"name": c.SCHEDULING_GATE}],
         # sleep as PID 1 ignores SIGTERM: do not keep each deleted pod for 30 s
-        "terminationGracePeriodSeconds": 0,
-    }
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels, "annotations": {c.ANNOTATION_MIGRATION: name}},
-                "spec": pod_spec,
-            },
-        },
-    }
+        terminationGracePeriodSeconds=0,
+    )
     return [migration, deployment]
 
 
@@ -82,28 +69,24 @@ class Run:
 
 def one_run(cp: Any, pg: pgserver.PgServer, image: str, i: int, replicas: int) -> Run:
     name = f"bench-{i:03d}"
-    db = pg.create_database()
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}}
-    secret["stringData"] = {"url": pg.url(db)}
-    kubectl = lambda *a, **kw: cp.kubectl(*a, "-n", NAMESPACE, **kw)  # noqa: E731
-    kubectl("apply", "-f", "-", input=json.dumps(secret))
+    ns = operatorkit.Cluster(cp, NAMESPACE)
+    db = ns.new_database(pg, secret=name)
     rec = cluster.recorder(cp, NAMESPACE)
     try:
         with pg.admin_connection(db) as blocker:
             blocker.execute("SELECT pg_advisory_lock(%s)", (samples.SLOW_LOCK_KEY,))
-            items = {"apiVersion": "v1", "kind": "List", "items": manifests(name, image, replicas)}
-            kubectl("apply", "-f", "-", input=json.dumps(items))
+            ns.apply(*manifests(name, image, replicas))
             eventually(lambda: _all_gated_and_job_running(rec, name, replicas), timeout=120)
             blocker.execute("SELECT pg_advisory_unlock(%s)", (samples.SLOW_LOCK_KEY,))
         try:
             released = eventually(lambda: _released(rec, name, replicas), timeout=120)
         except AssertionError as e:
-            raise AssertionError(f"{e}\n{kubectl('get', 'dbm', name, '-o', 'yaml')}") from e
+            raise AssertionError(f"{e}\n{ns.kubectl('get', 'dbm', name, '-o', 'yaml')}") from e
         complete = _job_complete_at(rec, name)
         migrated = _migrated_at(rec, name, image)
     finally:
         rec.stop()
-    kubectl("delete", "deployment", name, "--wait=false")
+    ns.kubectl("delete", "deployment", name, "--wait=false")
     per_pod = [t - complete for t in released.values()]
     return Run(max(per_pod), per_pod, migrated - complete)
 
@@ -152,13 +135,8 @@ def _migrated_at(rec: gatewatch.Recorder, name: str, image: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench gate", description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
+    parser = cluster.arguments("gate", __doc__, runs=10, warmup=True)
     parser.add_argument("--replicas", type=int, default=10)
-    parser.add_argument(
-        "--warmup", type=int, default=1, help="uncounted first runs (cold API server paths, TLS)"
-    )
-    parser.add_argument("--json", type=Path, help="also write the results here")
     raw = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(raw)
     status = cluster.isolated("gate", raw, lambda: cluster.build_images((STYLE, VERSION)))

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 import localstack
+import operatorkit
 import pgserver
 from kubernetes_asyncio import client
 from migrategate.api import constants as c
@@ -77,7 +78,9 @@ async def run_bench(cp: Any, pg: pgserver.PgServer, image: str, runs: int) -> di
     ):
         for i in range(runs):
             name = f"bench-{i:03d}"
-            applied[name] = await apiclock.create(api, apiclock.migration(name, image, "db"))
+            applied[name] = await apiclock.create(
+                api, operatorkit.migration_manifest(name, image, "db")
+            )
             await apiclock.until(clock.ready, name, 120)
     names = sorted(applied)
     return {

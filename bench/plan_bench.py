@@ -18,6 +18,7 @@ import functools
 import sys
 from typing import Any
 
+import operatorkit
 import pgserver
 from kubernetes_asyncio import client
 from migrategate.api import constants as c
@@ -84,7 +85,9 @@ async def run_bench(cp: Any, pg: pgserver.PgServer, image: str, runs: int) -> di
                 "create", "secret", "generic", secret, "-n", apiclock.NAMESPACE,
                 f"--from-literal=url={pg.url(db)}",
             )  # fmt: skip
-            body = apiclock.migration(name, image, secret, approval={"policy": policy[name]})
+            body = operatorkit.migration_manifest(
+                name, image, secret, approval={"policy": policy[name]}
+            )
             applied[name] = await apiclock.create(api, body)
             await apiclock.until(clock.ready, name, 180, functools.partial(approve, name))
     auto = [n for n in sorted(applied) if policy[n] == "Auto"]
