@@ -286,7 +286,8 @@ def test_a_rollback_past_the_contract_warns_naming_the_revisions():
     name = f"shop-{chash}"
     ahead = "database is at 0004c, ahead of this image's scripts"
     jobs = [job(name=name, chash=chash, state="complete", image="app:1")]
-    pods = [pod(name, 0, result(0, appliedRevisions=[], warnings=[ahead]), phase="Succeeded")]
+    done = result(0, appliedRevisions=[], warnings=[ahead], unknownRevisions=["0004c"])
+    pods = [pod(name, 0, done, phase="Succeeded")]
     plan = run(body(spec=spec, status=prior), jobs, pods)
     assert plan.status["phase"] == "Succeeded"
     assert "rollback past a contract phase" in plan.status["message"]
@@ -299,7 +300,12 @@ def test_a_refused_rollback_stalls_naming_the_contracted_revisions():
     spec = {**SPEC, "image": "app:1", "runner": {"ifAhead": "fail"}}
     chash = content_hash(DatabaseMigrationSpec.model_validate(spec))
     name = f"shop-{chash}"
-    refusal = result(2, errorClass="BadInput", message="database is at 0004c, ahead of the image")
+    refusal = result(
+        2,
+        errorClass="BadInput",
+        message="database is at 0004c, ahead of the image",
+        unknownRevisions=["0004c"],
+    )
     jobs = [job(name=name, chash=chash, state="failed", image="app:1")]
     pods = [pod(name, 2, refusal)]
     plan = run(body(spec=spec, status=prior), jobs, pods, now=NOW + timedelta(hours=1))
@@ -309,13 +315,16 @@ def test_a_refused_rollback_stalls_naming_the_contracted_revisions():
     assert any(e[1] == "RollbackPastContract" for e in plan.events)
 
 
-def test_past_contract_is_silent_for_the_same_image_and_other_warnings():
-    contracted_ = {"image": "app:2", "revisions": ["0004c"]}
-    ahead = {"warnings": ["database is at 0004c, ahead of this image's scripts"]}
+def test_past_contract_is_silent_for_the_same_image_and_other_revisions():
+    contracted_ = {"image": "app:2", "revisions": ["0004"]}
+    ahead = {"unknownRevisions": ["0004"], "warnings": ["database is at 0004, ahead ..."]}
     assert expand_contract.past_contract(contracted_, "app:2", ahead) is None
     assert expand_contract.past_contract(contracted_, "app:3", {"warnings": ["slow"]}) is None
     assert expand_contract.past_contract(None, "app:1", ahead) is None
-    assert "0004c" in (expand_contract.past_contract(contracted_, "app:1", ahead) or "")
+    assert "0004" in (expand_contract.past_contract(contracted_, "app:1", ahead) or "")
+    # Revisions are compared whole: 0004c is not 0004, whatever the message text says.
+    other = {"unknownRevisions": ["0004c"], "message": "database is at 0004c, ahead"}
+    assert expand_contract.past_contract(contracted_, "app:1", other) is None
 
 
 def test_split_of_reads_the_runner_result():

@@ -36,3 +36,12 @@ def test_the_step_nearest_a_failure_says_what_its_result_holds() -> None:
     bare = BadInput("no such revision")
     bare.record(Result(driver="psycopg"), Masker())
     assert bare.result == Result(driver="psycopg")
+
+
+def test_a_database_ahead_names_the_heads_the_scripts_do_not_know() -> None:
+    plain = json.loads(to_json(Result(from_revisions=("0003",)), Masker()))
+    assert plain[contract.ResultKey.UNKNOWN_REVISIONS] == []
+    ahead = Result().at(("0004c",)).ahead(("0004c",))
+    data = json.loads(to_json(ahead, Masker()))
+    assert data[contract.ResultKey.UNKNOWN_REVISIONS] == ["0004c"]
+    assert data[contract.ResultKey.FROM_REVISIONS] == data[contract.ResultKey.TO_REVISIONS]

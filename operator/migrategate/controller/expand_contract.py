@@ -82,17 +82,15 @@ def past_contract(
 ) -> str | None:
     """A warning when `image` is a rollback past the last contract phase, else None.
 
-    The runner reports a database ahead of the image's scripts by naming the revisions it
-    does not know (a warning, or with --if-ahead fail the refusal's message). When those
-    include the contract head recorded in status.contracted, the image's code may need what
-    that contract phase dropped.
+    The runner's result names the database's heads that the image's scripts do not know
+    (unknownRevisions: the database is ahead, whether --if-ahead let it pass or refused).
+    When those include the contract revisions recorded in status.contracted, the image's code
+    may need what that contract phase dropped.
     """
     if not contracted or contracted.get("image") == image:
         return None
-    revisions = _strings(contracted.get("revisions"))
-    res = result or {}
-    said = " ".join([str(res.get(ResultKey.MESSAGE) or ""), *_strings(res.get(ResultKey.WARNINGS))])
-    unknown = [r for r in revisions if r in said]
+    unknown_to_image = set(_strings((result or {}).get(ResultKey.UNKNOWN_REVISIONS)))
+    unknown = [r for r in _strings(contracted.get("revisions")) if r in unknown_to_image]
     if not unknown:
         return None
     return (

@@ -176,6 +176,9 @@ class ResultKey:
     DRIVER = "driver"  # the driver Alembic ran with: psycopg, psycopg2 or asyncpg
     LOCK_ATTEMPTS = "lockAttempts"  # runs of the upgrade; > 1 after lock_timeout retries
     RUNNER_VERSION = "runnerVersion"
+    # The database's heads that this image's scripts do not know (the database is ahead, as
+    # after a rollback); [] otherwise. The operator matches them with status.contracted.
+    UNKNOWN_REVISIONS = "unknownRevisions"
     # `migrate --plan-hash H` refused (exit 2, BadInput): the pending SQL no longer hashes to H.
     # Present (true) only then; the result's planHash is what the SQL hashes to now.
     STALE_PLAN = "stalePlan"

@@ -33,7 +33,7 @@ from .masking import Masker
 from .plan import current_plan_hash
 from .project import DatabaseURL, Project, prepare, when_ahead
 from .result import Result
-from .scripts import DEFAULT_VERSION_TABLE, Position, Table
+from .scripts import DEFAULT_VERSION_TABLE, Position, Table, unknown_revisions
 from .settings import Settings
 from .upgrade import run_upgrade
 
@@ -223,6 +223,9 @@ def announce_retry(run: Migration, text: str, attempt: int, attempts: int) -> fl
 
 def after_failure(run: Migration, found: InContext, known: Result) -> Result:
     """Where the database stands after a failed upgrade (what we last knew if unreadable)."""
+    if found.position == Position.AHEAD:  # --if-ahead fail refused in env.py's context
+        unknown = unknown_revisions(run.project.scripts, found.heads_before)
+        return known.at(found.heads_before).ahead(unknown)
     if found.where is None:
         return replace(
             known,

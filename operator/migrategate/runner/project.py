@@ -22,6 +22,7 @@ from .scripts import (
     env_py_source,
     load_config,
     load_scripts,
+    unknown_revisions,
     version_table,
 )
 from .settings import Settings
@@ -108,7 +109,10 @@ def when_ahead(
     settings: Settings, project: Project, current: Sequence[str], known: Result
 ) -> Result:
     """The database holds revisions the image does not know (or is past the target)."""
+    known = known.ahead(unknown_revisions(project.scripts, current))
     if settings.if_ahead == IfAhead.FAIL.value:
-        raise ahead_error(project.scripts, current, project.target)
+        error = ahead_error(project.scripts, current, project.target)
+        error.result = known
+        raise error
     text = ahead_message(project.scripts, current, project.target)
     return known.warned(text).up_to_date(text)

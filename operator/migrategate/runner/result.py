@@ -30,6 +30,7 @@ class Result:
     to_revisions: tuple[str, ...] = ()
     target_revisions: tuple[str, ...] = ()
     applied_revisions: tuple[str, ...] = ()
+    unknown_revisions: tuple[str, ...] = ()  # the database's heads the scripts do not know
     failed_revision: Optional[str] = None
     warnings: tuple[str, ...] = ()
     driver: Optional[str] = None
@@ -50,6 +51,10 @@ class Result:
         """This result with more warnings."""
         return replace(self, warnings=self.warnings + texts)
 
+    def ahead(self, unknown: Iterable[str]) -> "Result":
+        """This result of a database ahead of the scripts, holding ``unknown`` revisions."""
+        return replace(self, unknown_revisions=tuple(unknown))
+
     def up_to_date(self, message: str) -> "Result":
         """This result of a run that had nothing to do."""
         return replace(self, outcome=Outcome.UP_TO_DATE.value, message=message)
@@ -68,6 +73,7 @@ def as_dict(result: Result, masker: Masker) -> JSONObject:
         ResultKey.TO_REVISIONS: clip_revisions(result.to_revisions),
         ResultKey.TARGET_REVISIONS: clip_revisions(result.target_revisions),
         ResultKey.APPLIED_REVISIONS: clip_revisions(result.applied_revisions),
+        ResultKey.UNKNOWN_REVISIONS: clip_revisions(result.unknown_revisions),
         ResultKey.FAILED_REVISION: result.failed_revision,
         ResultKey.DURATION_SECONDS: round(result.duration_seconds, 3),
         ResultKey.ERROR_CLASS: result.error_class,
