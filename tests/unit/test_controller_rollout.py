@@ -116,7 +116,11 @@ def test_without_deployments_the_annotated_pods_decide():
         pod_images(app_pod("b", OLD, migration="other")),  # another migration's pod
         pod_images(app_pod("c", OLD, migration=None)),  # no annotation
     )
-    assert rollout_progress(NEW, "shop", RolloutFacts(annotated_pods=pods)).done
+    done = rollout_progress(NEW, "shop", RolloutFacts(annotated_pods=pods))
+    assert done.done and done.message == (
+        f"rollout finished: no pod carrying {c.ANNOTATION_MIGRATION}=shop runs another image "
+        "than shop:2"
+    )
     old = (*pods, pod_images(app_pod("d", OLD)))
     got = rollout_progress(NEW, "shop", RolloutFacts(annotated_pods=old))
     assert not got.done

@@ -85,10 +85,12 @@ def rollout_progress(image: str, migration: str, facts: RolloutFacts) -> Progres
         return Progress(True, f"rollout of {names} finished: every pod runs {image}")
     mine = [p for p in facts.annotated_pods if p.migration == migration]
     old = _other_image(image, mine)
-    who = f"pods carrying {c.ANNOTATION_MIGRATION}={migration}"
+    annotation = f"{c.ANNOTATION_MIGRATION}={migration}"
     if old:
-        return Progress(False, f"waiting for rollout: {_count(old, image)} among the {who}")
-    return Progress(True, f"rollout finished: no {who} runs another image than {image}")
+        waiting = f"{_count(old, image)} among the pods carrying {annotation}"
+        return Progress(False, f"waiting for rollout: {waiting}")
+    finished = f"no pod carrying {annotation} runs another image than {image}"
+    return Progress(True, f"rollout finished: {finished}")
 
 
 def _deployment_wait(image: str, d: DeploymentFacts) -> str | None:
