@@ -15,11 +15,8 @@ EXPAND, CONTRACT, ALL = Phase.EXPAND.value, Phase.CONTRACT.value, Phase.ALL.valu
 
 
 def revision(rev: str, down: str | None, labels: str | None = None, depends: str | None = None):
-    return (
-        f"revision = {rev!r}\ndown_revision = {down!r}\n"
-        f"branch_labels = {(labels,) if labels else None!r}\ndepends_on = {depends!r}\n\n\n"
-        "def upgrade():\n    pass\n"
-    )
+    branch_labels = (labels,) if labels else None
+    return samples.revision_source(rev, down, branch_labels=branch_labels, depends_on=depends)
 
 
 def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, **extra: str):

@@ -19,16 +19,9 @@ from migrategate.runner.incontext import Expected, InContext, Timeouts
 from migrategate.runner.phases import resolve_goal
 from sqlalchemy import exc
 
-FAILING = """
-revision = "0003b"
-down_revision = "0002"
-branch_labels = None
-depends_on = None
-
-
-def upgrade():
-    raise ZeroDivisionError("division by zero in 0003b")
-"""
+FAILING = samples.revision_source(
+    "0003b", "0002", 'raise ZeroDivisionError("division by zero in 0003b")'
+)
 
 
 class FakeDriverError(Exception):
