@@ -87,8 +87,8 @@ def rollout_progress(image: str, migration: str, facts: RolloutFacts) -> Progres
     old = _other_image(image, mine)
     annotation = f"{c.ANNOTATION_MIGRATION}={migration}"
     if old:
-        waiting = f"{_count(old, image)} among the pods carrying {annotation}"
-        return Progress(False, f"waiting for rollout: {waiting}")
+        left = f"{_count(old, image)} among the pods carrying {annotation}"
+        return Progress(False, f"waiting for rollout: {left}")
     finished = f"no pod carrying {annotation} runs another image than {image}"
     return Progress(True, f"rollout finished: {finished}")
 
