@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import samples
-from migrategate.runner import scripts
+from migrategate.runner import envpy, errors, scripts
 from migrategate.runner.errors import BadInput
 
 BRANCH = samples.revision_source("0003b", "0002", 'raise RuntimeError("boom in 0003b")')
@@ -77,7 +77,7 @@ def test_pending_revisions_oldest_first(project: Path) -> None:
     ],
 )
 def test_version_table_from_env_py(source: str, expected: tuple | None) -> None:
-    assert scripts.version_table(source) == expected
+    assert envpy.version_table(source) == expected
 
 
 def test_env_py_styles_of_the_samples_are_recognised(
@@ -89,8 +89,8 @@ def test_env_py_styles_of_the_samples_are_recognised(
         monkeypatch.chdir(project)
         source = scripts.env_py_source(load(project))
         assert source, style
-        own_loop[style] = scripts.starts_own_event_loop(source)
-        assert scripts.version_table(source) == (None, "alembic_version")
+        own_loop[style] = envpy.starts_own_event_loop(source)
+        assert envpy.version_table(source) == (None, "alembic_version")
     assert own_loop == {
         "seed000_env_sync_url": False,
         "seed001_async_settings": True,
@@ -113,7 +113,7 @@ def test_failing_revision_is_found_in_the_traceback(project: Path) -> None:
             raise ValueError("wrapped") from inner
     except ValueError as error:
         assert scripts.failing_revision(error, script) == "0003b"
-        assert scripts.first_line(error) == "ValueError: wrapped"
+        assert errors.first_line(error) == "ValueError: wrapped"
     assert scripts.failing_revision(RuntimeError("elsewhere"), script) is None
 
 

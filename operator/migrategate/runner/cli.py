@@ -30,11 +30,10 @@ from .contract import (
     Option,
     Outcome,
 )
-from .errors import BadInput, RunnerError, Terminated
+from .errors import BadInput, RunnerError, Terminated, first_line
 from .masking import Masker
 from .plan import PlanOptions, plan
 from .result import Result, write_result
-from .scripts import first_line
 from .settings import Settings, option_value
 from .stopping import TERMINATED_MESSAGE, StopOnSigterm
 

@@ -13,12 +13,13 @@ from typing import Callable, TextIO
 
 from .contract import ExitCode, Outcome
 from .database import Session
+from .envpy import Table
 from .errors import Failure, Transient
 from .masking import Masker
 from .migrate import Sleep, migrate
 from .project import DatabaseURL, database_url, prepare, when_ahead
 from .result import Result
-from .scripts import Position, Table
+from .scripts import Position
 from .settings import Settings
 from .urls import render
 

@@ -18,8 +18,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
 from .contract import Driver
-from .errors import BadInput, PermissionDenied, Transient
-from .scripts import DEFAULT_VERSION_TABLE, Table, first_line
+from .envpy import DEFAULT_VERSION_TABLE, Table
+from .errors import BadInput, PermissionDenied, Transient, first_line
 
 # Used only when the URL sets none: a dead host must fail within the Job, not hang it.
 DEFAULT_CONNECT_TIMEOUT = 10

@@ -106,3 +106,9 @@ class Terminated(KeyboardInterrupt, Failure):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, a one-line summary of an exception."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -16,9 +16,10 @@ from sqlalchemy import text
 
 from .contract import IfAhead
 from .database import IDENTITY_SQL, Identity
+from .envpy import DEFAULT_VERSION_TABLE, Table
 from .errors import BadInput
 from .phases import Goal
-from .scripts import DEFAULT_VERSION_TABLE, Position, Table, ahead_error
+from .scripts import Position, ahead_error
 
 
 @dataclass(frozen=True)

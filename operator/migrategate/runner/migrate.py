@@ -20,6 +20,7 @@ from sqlalchemy.engine import URL
 
 from .contract import Outcome
 from .database import Session, lock_key, qualified
+from .envpy import DEFAULT_VERSION_TABLE, Table
 from .errors import (
     BadInput,
     Failure,
@@ -33,7 +34,7 @@ from .masking import Masker
 from .plan import current_plan_hash
 from .project import DatabaseURL, Project, prepare, when_ahead
 from .result import Result
-from .scripts import DEFAULT_VERSION_TABLE, Position, Table, unknown_revisions
+from .scripts import Position, unknown_revisions
 from .settings import Settings
 from .upgrade import run_upgrade
 

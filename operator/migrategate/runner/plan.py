@@ -29,20 +29,14 @@ from sqlalchemy.engine import URL
 
 from .contract import PLAN_OPTIONS, SYNC_URL_ENV, ExitCode, IfAhead, LintStatus, Outcome
 from .database import Session
-from .errors import BadInput, Failure
+from .envpy import DEFAULT_VERSION_TABLE, Table
+from .errors import BadInput, Failure, first_line
 from .lint import LintOutcome, clip, lint_plan, severity_rank
 from .masking import Masker
 from .plan_result import PlanResult
 from .project import Project, prepare
 from .result import Result
-from .scripts import (
-    DEFAULT_VERSION_TABLE,
-    Position,
-    Table,
-    first_line,
-    known_revisions,
-    unknown_revisions,
-)
+from .scripts import Position, known_revisions, unknown_revisions
 from .settings import Settings, option_value
 from .upgrade import exported
 from .urls import escape_for_ini, render

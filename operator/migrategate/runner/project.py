@@ -9,21 +9,19 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL
 
 from .contract import IfAhead
+from .envpy import DEFAULT_VERSION_TABLE, Table, version_table
 from .errors import Failure, RunnerError
 from .masking import Masker
 from .phases import Goal, resolve_goal
 from .result import Result
 from .scripts import (
-    DEFAULT_VERSION_TABLE,
     Position,
-    Table,
     ahead_error,
     ahead_message,
     env_py_source,
     load_config,
     load_scripts,
     unknown_revisions,
-    version_table,
 )
 from .settings import Settings
 from .urls import choose_driver, derive_sync_url, read_async_url

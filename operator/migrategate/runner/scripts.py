@@ -6,7 +6,6 @@ Nothing here touches the database; the functions take revision ids read elsewher
 import argparse
 import enum
 import os
-import re
 import traceback
 from collections.abc import Iterable
 from types import TracebackType
@@ -17,12 +16,7 @@ from alembic.script import ScriptDirectory
 from alembic.script.revision import MultipleHeads, ResolutionError, RevisionError
 from alembic.util.exc import CommandError
 
-from .errors import BadInput
-
-DEFAULT_VERSION_TABLE = "alembic_version"
-
-# A version table: (its schema, or None for the search path; its name).
-Table = tuple[Optional[str], str]
+from .errors import BadInput, first_line
 
 
 class Position(str, enum.Enum):
@@ -146,42 +140,6 @@ def env_py_source(scripts: ScriptDirectory) -> str:
         return ""
 
 
-_OWN_LOOP = re.compile(
-    r"\basyncio\.run\(|\.run_until_complete\(|\basyncio\.Runner\(|\banyio\.run\("
-)
-
-
-def starts_own_event_loop(source: str) -> bool:
-    """True if env.py runs its own event loop (so it must not run inside ours)."""
-    return bool(_OWN_LOOP.search(source))
-
-
-def reads_shared_connection(source: str) -> bool:
-    """True if env.py may look for ``config.attributes["connection"]``."""
-    return "attributes" in source
-
-
-_KWARG = r"{name}\s*=\s*(?:'([^'\n]*)'|\"([^\"\n]*)\")"
-
-
-def version_table(source: str) -> Optional[Table]:
-    """(schema or None, table) that env.py configures, or None when it is not a plain literal.
-
-    An env.py that never mentions ``version_table`` uses Alembic's default table.
-    """
-    if "version_table" not in source:
-        return (None, DEFAULT_VERSION_TABLE)
-    table = re.findall(_KWARG.format(name=r"\bversion_table"), source)
-    schema = re.findall(_KWARG.format(name=r"\bversion_table_schema"), source)
-    mentions = len(re.findall(r"\bversion_table\b", source))
-    schema_mentions = len(re.findall(r"\bversion_table_schema\b", source))
-    if len(table) != 1 or mentions != 1 or len(schema) != schema_mentions or len(schema) > 1:
-        return None
-    table_name = table[0][0] or table[0][1]
-    schema_name = (schema[0][0] or schema[0][1]) if schema else None
-    return (schema_name, table_name)
-
-
 def failing_revision(exc: BaseException, scripts: ScriptDirectory) -> Optional[str]:
     """The revision whose upgrade() raised ``exc``, from the traceback's frames."""
     by_path = {os.path.realpath(s.path): s.revision for s in scripts.walk_revisions()}
@@ -204,9 +162,3 @@ def _revision_in_traceback(tb: Optional[TracebackType], by_path: dict[str, str])
         if revision:
             found = revision
     return found
-
-
-def first_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, a one-line summary of an exception."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -29,9 +29,10 @@ from .database import (
     qualified,
     sqlstate,
 )
-from .errors import BadInput, LockTimedOut, MigrationFailed, RunnerError, Transient
+from .envpy import reads_shared_connection, starts_own_event_loop
+from .errors import BadInput, LockTimedOut, MigrationFailed, RunnerError, Transient, first_line
 from .incontext import InContext
-from .scripts import failing_revision, first_line, reads_shared_connection, starts_own_event_loop
+from .scripts import failing_revision
 from .urls import escape_for_ini, render
 
 # SQLSTATE 55P03 lock_not_available: lock_timeout (or NOWAIT) gave up waiting for a lock.
