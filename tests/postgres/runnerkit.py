@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -18,19 +19,19 @@ VENV_BIN = Path(sys.executable).parent
 MIGRATEGATE = str(VENV_BIN / "migrategate")  # the console script: it does not put cwd on sys.path
 BLOCKED_DRIVERS = ("psycopg", "psycopg2", "psycopg_binary", "psycopg_c")
 
-SITECUSTOMIZE = f'''
-"""Test-only: make the sync drivers unimportable, as in an image that has only asyncpg."""
+SITECUSTOMIZE = '''
+"""Test-only: make some modules unimportable, as in an image that lacks them."""
 import sys
 
 
-class _BlockSyncDrivers:
+class _Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {BLOCKED_DRIVERS!r}:
+        if name.split(".")[0] in {blocked!r}:
             raise ImportError(name + " is blocked in this test environment")
         return None
 
 
-sys.meta_path.insert(0, _BlockSyncDrivers())
+sys.meta_path.insert(0, _Block())
 '''
 
 
@@ -58,10 +59,14 @@ def base_env(url: str, marker: Path | None = None) -> dict[str, str]:
 
 def asyncpg_only(env: dict[str, str], tmp: Path) -> dict[str, str]:
     """``env`` with psycopg and psycopg2 made unimportable (a sitecustomize on PYTHONPATH)."""
-    block = tmp / "block-sync-drivers"
-    block.mkdir(exist_ok=True)
-    (block / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    return {**env, "PYTHONPATH": str(block)}
+    return without_modules(env, tmp / "block-sync-drivers", BLOCKED_DRIVERS)
+
+
+def without_modules(env: dict[str, str], folder: Path, modules: Iterable[str]) -> dict[str, str]:
+    """``env`` in which ``modules`` (top-level names) cannot be imported."""
+    folder.mkdir(exist_ok=True)
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE.format(blocked=tuple(modules)))
+    return {**env, "PYTHONPATH": str(folder)}
 
 
 def start(

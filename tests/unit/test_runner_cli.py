@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import samples
-from migrategate.runner import cli, contract, errors
+from migrategate.runner import cli, commands, contract, errors
 from migrategate.runner.contract import ExitCode, ResultKey
 from migrategate.runner.result import Result
 
@@ -169,7 +169,7 @@ def test_sigterm_stops_a_command_with_exit_143_and_a_result(
         time.sleep(30)  # the handler's exception ends the sleep
         raise AssertionError("not interrupted")
 
-    monkeypatch.setitem(cli.COMMAND_FUNCTIONS, "migrate", blocks)
+    monkeypatch.setitem(commands.COMMAND_FUNCTIONS, "migrate", blocks)
     before = signal.getsignal(signal.SIGTERM)
     result = tmp_path / "result.json"
     started = time.monotonic()
@@ -193,7 +193,7 @@ def test_whatever_a_sigterm_turned_into_it_stays_transient(monkeypatch: pytest.M
         except BaseException:
             raise errors.MigrationFailed("revision 0004 failed: canceling statement") from None
 
-    monkeypatch.setitem(cli.COMMAND_FUNCTIONS, "migrate", cancelled)
+    monkeypatch.setitem(commands.COMMAND_FUNCTIONS, "migrate", cancelled)
     code, output = run(["migrate"])
     assert code == ExitCode.TERMINATED
     assert "stopped by SIGTERM" in output and "0004" not in output
@@ -210,7 +210,7 @@ def test_a_second_sigterm_does_not_cut_the_clean_up_short(monkeypatch: pytest.Mo
             _sigterm_self()  # the kubelet may repeat itself; closing connections goes on
             cleaned.append(True)
 
-    monkeypatch.setitem(cli.COMMAND_FUNCTIONS, "migrate", cleans_up)
+    monkeypatch.setitem(commands.COMMAND_FUNCTIONS, "migrate", cleans_up)
     code, _ = run(["migrate"])
     assert code == ExitCode.TERMINATED and cleaned == [True]
 
@@ -227,7 +227,7 @@ def test_a_sigterm_once_the_outcome_is_known_changes_nothing(
         _sigterm_self()
         real_write(path, result, masker)
 
-    monkeypatch.setitem(cli.COMMAND_FUNCTIONS, "migrate", done)
+    monkeypatch.setitem(commands.COMMAND_FUNCTIONS, "migrate", done)
     monkeypatch.setattr(cli, "write_result", term_while_writing)
     result = tmp_path / "result.json"
     code, output = run(["migrate", "--result-file", str(result)])
@@ -239,11 +239,11 @@ def test_the_runner_process_exits_143_on_sigterm(tmp_path: Path) -> None:
     """A real process, blocked as the runner is while it waits for a lock."""
     script = (
         "import sys, time\n"
-        "from migrategate.runner import cli\n"
+        "from migrategate.runner import cli, commands\n"
         "def blocks(settings, environ, out, masker):\n"
         "    print('blocking', flush=True)\n"
         "    time.sleep(60)\n"
-        "cli.COMMAND_FUNCTIONS['migrate'] = blocks\n"
+        "commands.COMMAND_FUNCTIONS['migrate'] = blocks\n"
         "sys.exit(cli.main())\n"
     )
     result = tmp_path / "result.json"

@@ -38,6 +38,7 @@ def wakeup_fd() -> int:
 def test_sigterm_cancels_the_open_connections_from_a_helper_thread(fake_driver) -> None:
     open_, closed = FakeConnection(), FakeConnection(closed=1)
     with stopping.StopOnSigterm() as stop:
+        stop.start_canceller()
         stop.track(open_)
         stop.track(closed)
         with pytest.raises(Terminated):
@@ -54,6 +55,7 @@ def test_only_the_listed_drivers_connections_are_kept(monkeypatch: pytest.Monkey
     monkeypatch.setattr(stopping, "UNINTERRUPTIBLE_DRIVERS", ("sqlite3",))
     before = wakeup_fd()
     with stopping.StopOnSigterm() as stop:
+        stop.start_canceller()
         engine = create_engine("sqlite://")  # any pool, opened by the runner or by env.py
         with engine.connect():
             pass

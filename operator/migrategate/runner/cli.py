@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 from typing import Any, NoReturn, Optional, TextIO
 
 from .. import __version__
-from .commands import COMMAND_FUNCTIONS
 from .contract import (
     COMMANDS,
     DEFAULT_CONTRACT_BRANCH,
@@ -32,7 +31,7 @@ from .contract import (
 )
 from .errors import BadInput, RunnerError, Terminated, first_line
 from .masking import Masker
-from .plan import PlanOptions, plan
+from .quick import at_target
 from .result import Result, write_result
 from .settings import Settings, option_value
 from .stopping import TERMINATED_MESSAGE, StopOnSigterm
@@ -176,7 +175,7 @@ def main(
     started = time.monotonic()
     with StopOnSigterm() as sigterm:
         try:
-            invocation, result = _run(argv, out, env)
+            invocation, result = _run(argv, out, env, sigterm)
         except SystemExit as done:  # --help, --version
             return int(done.code or 0)
         finally:
@@ -202,7 +201,7 @@ class Invocation:
 
 
 def _run(
-    argv: Optional[list[str]], out: TextIO, env: Mapping[str, str]
+    argv: Optional[list[str]], out: TextIO, env: Mapping[str, str], sigterm: StopOnSigterm
 ) -> tuple[Optional[Invocation], Result]:
     """Parse and run the command; its result, or the typed failure as one.
 
@@ -213,12 +212,15 @@ def _run(
     try:
         args = build_parser(out).parse_args(sys.argv[1:] if argv is None else list(argv))
         settings = settings_from(args, env)
-        masker = Masker.for_url(env.get(settings.database_url_env, ""))
+        raw_url = env.get(settings.database_url_env, "")
+        quick = at_target(args.command, settings, env)
+        if quick is not None:
+            return Invocation(args.command, settings, Masker.for_text(raw_url)), quick
+        masker = Masker.for_url(raw_url)
         invocation = Invocation(args.command, settings, masker)
         ensure_cwd_importable()
-        if args.command == "plan":
-            return invocation, plan(settings, PlanOptions.from_args(args, env), env, out, masker)
-        return invocation, COMMAND_FUNCTIONS[args.command](settings, env, out, masker)
+        sigterm.start_canceller()
+        return invocation, _run_command(args, settings, env, out, masker)
     except RunnerError as error:
         known = error.result or Result()
         failed = replace(known, failed_revision=error.failed_revision or known.failed_revision)
@@ -235,6 +237,22 @@ def _run(
         return invocation, _failed(
             Result(), ExitCode.MIGRATION_FAILED, ErrorClass.MIGRATION_FAILED, text
         )
+
+
+def _run_command(
+    args: argparse.Namespace,
+    settings: Settings,
+    env: Mapping[str, str],
+    out: TextIO,
+    masker: Masker,
+) -> Result:
+    """The full path: the command, through Alembic (imported here, after the quick path)."""
+    from .commands import COMMAND_FUNCTIONS
+    from .plan import PlanOptions, plan
+
+    if args.command == "plan":
+        return plan(settings, PlanOptions.from_args(args, env), env, out, masker)
+    return COMMAND_FUNCTIONS[args.command](settings, env, out, masker)
 
 
 def _failed(known: Result, code: ExitCode, error_class: ErrorClass, message: str) -> Result:

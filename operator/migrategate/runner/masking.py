@@ -3,15 +3,17 @@
 The runner knows the password (it is in the URL), so it masks the exact spellings it may
 take in text: as written in the URL, decoded, and encoded the ways drivers and SQLAlchemy
 encode it. (The operator never sees the password, so it redacts by pattern instead:
-``controller/redaction.py``.) Stdlib and SQLAlchemy only, Python >= 3.9.
+``controller/redaction.py``.) Stdlib and SQLAlchemy only, Python >= 3.9; SQLAlchemy is
+imported only by ``Masker.for_url``, so the quick path (``quick.py``) never loads it.
 """
 
 import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 from urllib.parse import quote, quote_plus, unquote
 
-from sqlalchemy.engine import URL, make_url
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 MASK = "***"
 
@@ -22,7 +24,7 @@ MIN_SUBSTRING_SECRET = 4
 _USERINFO = re.compile(r"://([^/?#]*)@")
 
 
-def spellings_of(url: Optional[URL]) -> list[str]:
+def spellings_of(url: Optional["URL"]) -> list[str]:
     """Every spelling of the URL's password that could leak into text (raw and encoded)."""
     if url is None or not url.password:
         return []
@@ -34,6 +36,8 @@ def spellings_of(url: Optional[URL]) -> list[str]:
 
 def _sqlalchemy_spelling(password: str) -> str:
     """The password as SQLAlchemy renders it in a URL (it escapes fewer characters)."""
+    from sqlalchemy.engine import URL
+
     rendered = URL.create("postgresql", username="u", password=password, host="h")
     text = rendered.render_as_string(hide_password=False)
     return text[len("postgresql://u:") : -len("@h")]
@@ -58,12 +62,20 @@ class Masker:
     @classmethod
     def for_url(cls, raw: str) -> "Masker":
         """The masker for the URL string ``raw``, whether or not it parses."""
+        from sqlalchemy.engine import make_url
+
         try:
             parsed: Optional[URL] = make_url(raw.strip())
         except Exception:  # unparseable: what the text itself shows is all there is
             parsed = None
         found = set(spellings_of(parsed)) | set(spellings_in_text(raw))
         return cls(tuple(sorted(found, key=len, reverse=True)))
+
+    @classmethod
+    def for_text(cls, raw: str) -> "Masker":
+        """The masker for what the URL string ``raw`` itself shows (the quick path's: it prints
+        nothing that SQLAlchemy or a driver rendered)."""
+        return cls(tuple(spellings_in_text(raw)))
 
     def __call__(self, text: str) -> str:
         """``text`` with every spelling of the password replaced by ***."""

@@ -9,7 +9,8 @@ psycopg (3), asyncpg and time.sleep give way to it at once. psycopg2 does not: l
 for the server in C and retries an interrupted wait itself, so a Python handler runs only
 once the statement returns (a revision blocked on a lock: never). For those connections a
 helper thread, woken by the signal through ``signal.set_wakeup_fd``, sends PostgreSQL a
-cancel request; the statement fails, Python runs again, and the handler's exception follows.
+cancel request; the statement fails, Python runs again, and the handler's exception follows
+(``start_canceller``, once the run goes past the quick path).
 Closing the connections then rolls back the unfinished migration and frees the advisory lock.
 
 Stdlib and SQLAlchemy only, Python >= 3.9.
@@ -62,7 +63,6 @@ class StopOnSigterm:
         except ValueError:  # not the main thread
             return self
         self._installed = True
-        self._start_canceller()
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -80,7 +80,11 @@ class StopOnSigterm:
 
     # -- psycopg2: cancel from a helper thread ---------------------------------------------
 
-    def _start_canceller(self) -> None:
+    def start_canceller(self) -> None:
+        """Track the psycopg2 connections SQLAlchemy's pools open from now on, and cancel their
+        statements on SIGTERM. The full path calls it; the quick path opens none of those."""
+        if not self._installed or self._wakeup is not None:
+            return
         from sqlalchemy import event
         from sqlalchemy.pool import Pool
 
