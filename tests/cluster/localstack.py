@@ -14,10 +14,9 @@ from pathlib import Path
 
 import migrationkit
 import pgserver
-from kubeharness import controlplane, manifests, node
+from kubeharness import controlplane, node
 from kubeharness.controlplane import ControlPlane
 from kubeharness.images import NodeImages
-from kubeharness.wait import eventually
 
 OPERATOR_NAMESPACE = "migrategate-system"
 
@@ -68,9 +67,7 @@ def running(
         images = NodeImages(cp)
         runner = images.runner()
         for name in (OPERATOR_NAMESPACE, namespace):
-            cp.kubectl("create", "namespace", name)
-            cp.kubectl("label", "namespace", name, manifests.RESTRICTED_LABEL)
-            eventually(lambda n=name: cp.kubectl("get", "sa", "default", "-n", n), timeout=30)
+            stack.enter_context(migrationkit.restricted_namespace(cp, name))
         say(f"helm install rel charts/migrategate -n {OPERATOR_NAMESPACE}")
         migrationkit.install_operator(cp, OPERATOR_NAMESPACE, runner)
         yield Stack(cp, pg, images, namespace)
