@@ -15,9 +15,6 @@ from migrategate.api.models import DatabaseMigrationSpec, JobSpec, duration_seco
 from migrategate.runner import contract
 
 DATABASE_URL_ENV = "DATABASE_URL"
-# Targets the runner splits into an expand and a contract phase (runner/phases.py's WHOLE_TARGETS);
-# the runner module itself needs Alembic, which the operator image does not import.
-WHOLE_TARGETS = ("head", "heads")
 RESULT_FILE = "/dev/termination-log"
 
 RESTRICTED_CONTAINER: dict[str, Any] = {
@@ -108,7 +105,7 @@ def phase_of(spec: DatabaseMigrationSpec, contract_job: bool = False) -> str | N
     """
     if contract_job:
         return contract.Phase.CONTRACT.value
-    if spec.alembic.target in WHOLE_TARGETS:
+    if spec.alembic.target in contract.WHOLE_TARGETS:
         return contract.Phase.EXPAND.value
     return None
 

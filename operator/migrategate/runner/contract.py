@@ -287,6 +287,9 @@ class Phase(str, enum.Enum):
 # Revisions on the branch with this Alembic branch label are the contract phase.
 DEFAULT_CONTRACT_BRANCH = "contract"
 
+# Targets that name every head: a phase can split them; any other target names one place.
+WHOLE_TARGETS = ("head", "heads")
+
 # Commands that take PHASE_OPTIONS (`url` reads no scripts).
 PHASE_COMMANDS: tuple[str, ...] = ("migrate", "wait", "check", "plan")
 

@@ -24,7 +24,7 @@ from typing import Any, Optional, cast
 from alembic.script import Script, ScriptDirectory
 from alembic.util import to_tuple
 
-from .contract import DEFAULT_CONTRACT_BRANCH, Phase, PhaseKey
+from .contract import DEFAULT_CONTRACT_BRANCH, WHOLE_TARGETS, Phase, PhaseKey
 from .errors import BadInput
 from .scripts import (
     Position,
@@ -34,8 +34,6 @@ from .scripts import (
     pending_revisions,
     resolve_target,
 )
-
-WHOLE_TARGETS = ("head", "heads")  # targets a phase can split; any other names one place
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .contract import Driver, Phase, PhaseKey
+from .contract import WHOLE_TARGETS, Driver, Phase, PhaseKey
 from .envpy import DEFAULT_VERSION_TABLE, version_table
 from .result import Result
 from .settings import Settings
 
 QUICK_COMMANDS = ("migrate", "wait")
-WHOLE_TARGETS = ("head", "heads")
 ASYNC_SCHEME = "postgresql+asyncpg://"
 CONNECT_TIMEOUT_SECONDS = 2  # libpq's least; a slower server is the full path's to wait for
 # Alembic's rule for a revision file's name (script/base.py, source files only).
