@@ -183,6 +183,21 @@ def test_sigterm_stops_a_command_with_exit_143_and_a_result(
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
 
 
+def test_a_sigterm_during_the_quick_path_still_leaves_a_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def reads_slowly(command, settings, environ):
+        _sigterm_self()
+        time.sleep(30)  # as a connect to a slow server would
+        raise AssertionError("not interrupted")
+
+    monkeypatch.setattr(cli, "at_target", reads_slowly)
+    result = tmp_path / "result.json"
+    code, output = run(["migrate", "--result-file", str(result)])
+    assert code == ExitCode.TERMINATED and "stopped by SIGTERM" in output
+    assert json.loads(result.read_text())[ResultKey.EXIT_CODE] == 143
+
+
 def test_whatever_a_sigterm_turned_into_it_stays_transient(monkeypatch: pytest.MonkeyPatch) -> None:
     # e.g. a driver that cancels the statement on the interrupt and raises the server's
     # "canceling statement due to user request", which would read as a failed revision.

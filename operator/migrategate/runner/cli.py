@@ -213,9 +213,11 @@ def _run(
         args = build_parser(out).parse_args(sys.argv[1:] if argv is None else list(argv))
         settings = settings_from(args, env)
         raw_url = env.get(settings.database_url_env, "")
+        # Set before the quick path, so a SIGTERM during it still writes the result file.
+        invocation = Invocation(args.command, settings, Masker.for_text(raw_url))
         quick = at_target(args.command, settings, env)
         if quick is not None:
-            return Invocation(args.command, settings, Masker.for_text(raw_url)), quick
+            return invocation, quick
         masker = Masker.for_url(raw_url)
         invocation = Invocation(args.command, settings, masker)
         ensure_cwd_importable()
