@@ -54,9 +54,15 @@ def test_every_seed_sample_reaches_ready(cluster, operator, app_image, pg):
         assert st["currentRevision"] == [head] and st["targetRevision"] == [head]
         assert st["appliedRevisions"][-1] == head and len(st["appliedRevisions"]) == 3
         assert st["migratedImage"] == st["image"]
-        assert st["observedGeneration"] == 1 and st["attempts"] == 1
+        assert st["observedGeneration"] == 1
         assert db_heads(pg, db) == [head]
-        assert len(cluster.jobs(name)) == 1
+        # One attempt each, unless a fresh pod could not reach the database at first: seen
+        # twice on this machine's pod network (a connect timeout, then the retry succeeds).
+        assert len(cluster.jobs(name)) == st["attempts"]
+        if st["attempts"] > 1:
+            selector = f"reason=Retrying,involvedObject.name={name}"
+            retries = cluster.get("events", "--field-selector", selector)["items"]
+            assert retries and all("cannot reach the database" in e["message"] for e in retries)
     table = cluster.kubectl("get", "dbm")
     header = table.splitlines()[0].split()
     assert header == ["NAME", "PHASE", "IMAGE", "REVISION", "AGE"], table
