@@ -18,7 +18,7 @@ from .errors import Failure, Transient
 from .masking import Masker
 from .migrate import Sleep, migrate
 from .project import DatabaseURL, database_url, prepare, when_ahead
-from .result import Result
+from .result import Result, at_target_of_wait
 from .scripts import Position
 from .settings import Settings
 from .urls import render
@@ -74,7 +74,7 @@ def wait(
                 known = known.at(current)
                 position = project.position(current)
                 if position == Position.AT_TARGET:
-                    return known.up_to_date(f"database at the target {' '.join(project.target)}")
+                    return known.up_to_date(at_target_of_wait(project.target))
                 if position == Position.AHEAD:
                     return when_ahead(settings, project, current, known)
                 last = f"database at {' '.join(current) or 'base'}"

@@ -7,8 +7,9 @@ drift apart. Stdlib only, Python >= 3.9: it ships inside application images.
 """
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 COMMANDS: tuple[str, ...] = ("migrate", "wait", "check", "url", "plan")
 
@@ -286,6 +287,24 @@ class Phase(str, enum.Enum):
 
 # Revisions on the branch with this Alembic branch label are the contract phase.
 DEFAULT_CONTRACT_BRANCH = "contract"
+
+
+def phase_keys(
+    phase: str,
+    has_contract_branch: bool,
+    label: str,
+    expand: Sequence[str],
+    contract: Sequence[str],
+) -> dict[str, Any]:
+    """The result keys (PhaseKey) that say what a run's phase was."""
+    return {
+        PhaseKey.PHASE: phase,
+        PhaseKey.HAS_CONTRACT_BRANCH: has_contract_branch,
+        PhaseKey.CONTRACT_BRANCH: label,
+        PhaseKey.EXPAND_HEADS: list(expand),
+        PhaseKey.CONTRACT_HEADS: list(contract),
+    }
+
 
 # Targets that name every head: a phase can split them; any other target names one place.
 WHOLE_TARGETS = ("head", "heads")

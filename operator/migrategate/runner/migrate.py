@@ -33,7 +33,7 @@ from .incontext import Expected, InContext, Timeouts
 from .masking import Masker
 from .plan import current_plan_hash
 from .project import DatabaseURL, Project, prepare, when_ahead
-from .result import Result
+from .result import AT_TARGET_UNRUN, Result
 from .scripts import Position, unknown_revisions
 from .settings import Settings
 from .upgrade import run_upgrade
@@ -92,7 +92,7 @@ def migrate_in_session(run: Migration, known: Result) -> Result:
     try:
         known, done = at_target_outside(run, known)
         if done:
-            return known.up_to_date("database already at the target; env.py not run")
+            return known.up_to_date(AT_TARGET_UNRUN)
         key = migration_lock_key(run.database.url, run.project)
         session.lock(key, run.settings.lock_timeout, run.out)
         session.ensure_lock_held(key, "right after it was taken")

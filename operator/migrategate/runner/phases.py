@@ -24,7 +24,7 @@ from typing import Any, Optional, cast
 from alembic.script import Script, ScriptDirectory
 from alembic.util import to_tuple
 
-from .contract import DEFAULT_CONTRACT_BRANCH, WHOLE_TARGETS, Phase, PhaseKey
+from .contract import DEFAULT_CONTRACT_BRANCH, WHOLE_TARGETS, Phase, phase_keys
 from .errors import BadInput
 from .scripts import (
     Position,
@@ -153,13 +153,14 @@ class Goal:
 
     def describe(self) -> dict[str, Any]:
         """The result keys (contract.PhaseKey) that say what the run's phase was."""
-        return {
-            PhaseKey.PHASE: self.phase,
-            PhaseKey.HAS_CONTRACT_BRANCH: self.layout.has_contract_branch,
-            PhaseKey.CONTRACT_BRANCH: self.layout.label,
-            PhaseKey.EXPAND_HEADS: list(self.layout.expand_heads),
-            PhaseKey.CONTRACT_HEADS: list(self.layout.contract_heads),
-        }
+        found = self.layout
+        return phase_keys(
+            self.phase,
+            found.has_contract_branch,
+            found.label,
+            found.expand_heads,
+            found.contract_heads,
+        )
 
 
 def expand_goal(found: Layout, target: Optional[tuple[str, ...]] = None) -> Goal:

@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .contract import WHOLE_TARGETS, Driver, Phase, PhaseKey
+from .contract import WHOLE_TARGETS, Driver, Phase, phase_keys
 from .envpy import DEFAULT_VERSION_TABLE, version_table
-from .result import Result
+from .result import AT_TARGET_UNRUN, Result, at_target_of_wait
 from .settings import Settings
 
 QUICK_COMMANDS = ("migrate", "wait")
@@ -32,10 +32,6 @@ REVISION_FILE = re.compile(r"(?!\.\#|__init__)(.*\.py)$")
 DECLARED = ("revision", "down_revision", "branch_labels", "depends_on")
 # alembic.ini options under which other files are revisions: the full path reads those.
 OTHER_LAYOUTS = ("version_locations", "recursive_version_locations", "sourceless")
-MESSAGES = {
-    "migrate": "database already at the target; env.py not run",
-    "wait": "database at the target {target}",
-}
 
 
 class Undecided(Exception):
@@ -63,16 +59,10 @@ def at_target(command: str, settings: Settings, environ: Mapping[str, str]) -> O
             return None
     except Exception:  # whatever it was, the full path meets it again and reports it
         return None
-    heads = current
-    phases = {
-        PhaseKey.PHASE: settings.phase or Phase.ALL.value,
-        PhaseKey.HAS_CONTRACT_BRANCH: False,
-        PhaseKey.CONTRACT_BRANCH: settings.contract_branch,
-        PhaseKey.EXPAND_HEADS: list(heads),
-        PhaseKey.CONTRACT_HEADS: [],
-    }
-    known = Result(driver=Driver.PSYCOPG.value, target_revisions=heads, phases=phases)
-    message = MESSAGES[command].format(target=" ".join(heads))
+    phase = settings.phase or Phase.ALL.value
+    phases = phase_keys(phase, False, settings.contract_branch, current, ())
+    known = Result(driver=Driver.PSYCOPG.value, target_revisions=current, phases=phases)
+    message = AT_TARGET_UNRUN if command == "migrate" else at_target_of_wait(current)
     return known.at(current).up_to_date(message)
 
 

@@ -12,6 +12,13 @@ from .masking import Masker
 from .plan_result import JSONObject, PlanResult, clip_revisions
 
 MAX_MESSAGE_CHARS = 1024
+# What a run at its target says (the full path and the quick path alike).
+AT_TARGET_UNRUN = "database already at the target; env.py not run"
+
+
+def at_target_of_wait(target: Iterable[str]) -> str:
+    """What ``wait`` says once the database is at ``target``."""
+    return f"database at the target {' '.join(target)}"
 
 
 @dataclass(frozen=True)
